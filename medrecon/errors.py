@@ -1,0 +1,59 @@
+"""The exception hierarchy: one root, each subclass also a matching built-in.
+
+Messages say what was wrong, where (file, series, study) and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MedreconError",
+    "InputError",
+    "FormatError",
+    "UnsafeArchiveError",
+    "AmbiguousInputError",
+    "DicomError",
+    "NoImageError",
+    "DuplicateSliceError",
+    "UnevenSpacingError",
+    "DecodeError",
+]
+
+
+class MedreconError(Exception):
+    """Root of every error medrecon raises on purpose."""
+
+
+class InputError(MedreconError, ValueError):
+    """The input given by the user cannot be used as it is."""
+
+
+class FormatError(InputError):
+    """A file's format is unknown or unsupported."""
+
+
+class UnsafeArchiveError(InputError):
+    """A zip archive holds a member that would escape the extraction folder."""
+
+
+class AmbiguousInputError(InputError):
+    """The input holds several volumes and none was chosen."""
+
+
+class DicomError(MedreconError, ValueError):
+    """A DICOM study, series or file cannot be turned into a volume."""
+
+
+class NoImageError(DicomError):
+    """No loadable DICOM image was found in the input."""
+
+
+class DuplicateSliceError(DicomError):
+    """Two slices share a position but hold different pixels."""
+
+
+class UnevenSpacingError(DicomError):
+    """Slice spacing is uneven (or slices are missing) and resampling was refused."""
+
+
+class DecodeError(DicomError):
+    """Pixel data could not be decoded (compressed syntax without a decoder, or corrupt data)."""
