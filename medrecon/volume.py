@@ -63,7 +63,7 @@ class Volume:
         Provenance and warnings; a fresh empty one when omitted.
     """
 
-    __slots__ = ("array", "affine", "meta")
+    __slots__ = ("affine", "array", "meta")
 
     def __init__(
         self,

@@ -1,0 +1,212 @@
+"""Entry points: ``load``, ``load_all``, ``read`` and ``scan`` for any supported input."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medrecon.errors import AmbiguousInputError, InputError, NoImageError
+from medrecon.io.report import ScanReport, SkippedFile
+from medrecon.volume import Volume
+
+__all__ = ["LoadResult", "load", "load_all", "read", "scan"]
+
+log = logging.getLogger(__name__)
+
+_NIFTI = (".nii", ".nii.gz")
+_ITK = (".nrrd", ".nhdr", ".mha", ".mhd")
+_UNEVEN = ("resample", "error")
+_TILT = ("correct", "error")
+
+
+@dataclass
+class LoadResult:
+    """Volumes read from an input, and the files that were left out, with reasons."""
+
+    volumes: list[Volume] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    n_files: int = 0
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for ext in (*_NIFTI, *_ITK):
+        if name.endswith(ext):
+            return ext
+    return path.suffix.lower()
+
+
+@contextmanager
+def _dicom_files(path: Path) -> Iterator[tuple[list[Path], dict[str, str]]]:
+    """DICOM candidate files under ``path``, plus a map to display names (zip members)."""
+    from medrecon.io.archive import extracted_zip
+    from medrecon.io.dicom.scan import dicomdir_files, list_files
+
+    if path.is_dir():
+        yield list_files(path), {}
+    elif _suffix(path) == ".zip":
+        with extracted_zip(path) as folder:
+            prefix = str(folder) + "/"
+            files = list_files(folder)
+            yield files, {str(f): f"{path}!{str(f)[len(prefix) :]}" for f in files}
+    elif path.name.upper() == "DICOMDIR":
+        yield dicomdir_files(path), {}
+    else:
+        yield [path], {}
+
+
+def _check(path: str | Path, uneven: str, tilt: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if uneven not in _UNEVEN:
+        raise ValueError(f"uneven must be one of {_UNEVEN}, got {uneven!r}")
+    if tilt not in _TILT:
+        raise ValueError(f"tilt must be one of {_TILT}, got {tilt!r}")
+    return p
+
+
+def _no_images(path: Path, n_files: int, skipped: list[SkippedFile]) -> NoImageError:
+    if n_files == 0:
+        return NoImageError(f"{path}: no files found. Point medrecon at a folder of DICOM files.")
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    top = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:5])
+    return NoImageError(
+        f"{path}: no loadable DICOM image among {n_files} file(s) ({top}). "
+        "Check that the folder holds CT/MR/PET image series."
+    )
+
+
+def _rename(text: str, names: dict[str, str]) -> str:
+    return names.get(text, text)
+
+
+def read(
+    path: str | Path,
+    *,
+    uneven: str = "resample",
+    tilt: str = "correct",
+    workers: int | None = None,
+) -> LoadResult:
+    """Read every volume under ``path``.
+
+    ``uneven``: "resample" (default) puts stacks with uneven spacing or missing
+    slices on a uniform grid, with a warning; "error" refuses them.
+    ``tilt``: "correct" (default) resamples gantry-tilted (sheared) stacks onto an
+    orthogonal grid; "error" refuses them. ``workers``: header-reading processes.
+    """
+    p = _check(path, uneven, tilt)
+    ext = _suffix(p)
+    if p.is_file() and ext in _NIFTI:
+        from medrecon.io.nifti import read_nifti
+
+        return LoadResult([read_nifti(p)], [], 1)
+    if p.is_file() and ext in _ITK:
+        from medrecon.io.itk import read_itk
+
+        return LoadResult([read_itk(p)], [], 1)
+
+    from medrecon.io.dicom.group import group_slices
+    from medrecon.io.dicom.scan import read_headers
+    from medrecon.io.dicom.stack import assemble_stack
+
+    with _dicom_files(p) as (files, names):
+        headers = read_headers(files, workers=workers)
+        skipped = list(headers.skipped)
+        plans = group_slices(headers.slices)
+        if not plans:
+            raise _no_images(
+                p, headers.n_files, [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
+            )
+        volumes = []
+        for plan in plans:
+            volume, dropped = assemble_stack(plan, uneven=uneven, tilt=tilt)
+            skipped.extend(dropped)
+            if names:
+                volume.meta.source_files = [_rename(f, names) for f in volume.meta.source_files]
+                volume.meta.warnings = [_replace_all(w, names) for w in volume.meta.warnings]
+            volumes.append(volume)
+    skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
+    return LoadResult(volumes, skipped, headers.n_files)
+
+
+def _replace_all(text: str, names: dict[str, str]) -> str:
+    for tmp, shown in names.items():
+        if tmp in text:
+            text = text.replace(tmp, shown)
+    return text
+
+
+def scan(path: str | Path, *, workers: int | None = None) -> ScanReport:
+    """Describe the series under ``path`` from headers only (no pixels are decoded)."""
+    p = _check(path, "resample", "correct")
+    ext = _suffix(p)
+    if p.is_file() and (ext in _NIFTI or ext in _ITK):
+        from medrecon.io.report import SeriesSummary
+
+        vol = read(p).volumes[0]
+        summary = SeriesSummary(
+            series_uid="",
+            series_number=None,
+            description=vol.meta.description,
+            modality=vol.meta.modality or "",
+            shape=vol.shape,
+            spacing=vol.spacing,
+            n_slices=vol.shape[2],
+            n_files=1,
+            orientation="".join(vol.orientation_codes()),
+        )
+        return ScanReport(str(p), 1, [summary], [])
+
+    from medrecon.io.dicom.group import group_slices
+    from medrecon.io.dicom.scan import read_headers
+    from medrecon.io.dicom.stack import summarize_stack
+
+    with _dicom_files(p) as (files, names):
+        headers = read_headers(files, workers=workers)
+        plans = group_slices(headers.slices)
+        skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in headers.skipped]
+        if not plans:
+            raise _no_images(p, headers.n_files, skipped)
+        return ScanReport(str(p), headers.n_files, [summarize_stack(pl) for pl in plans], skipped)
+
+
+def load_all(path: str | Path, **options) -> list[Volume]:
+    """Every volume under ``path`` (see ``read`` for the options)."""
+    return read(path, **options).volumes
+
+
+def _matches(volume: Volume, series: str | int) -> bool:
+    text = str(series)
+    return text == (volume.meta.series_uid or "") or (
+        volume.meta.series_number is not None and text == str(volume.meta.series_number)
+    )
+
+
+def load(path: str | Path, *, series: str | int | None = None, **options) -> Volume:
+    """The one volume under ``path``; ``series`` (UID or number) picks one of several."""
+    volumes = read(path, **options).volumes
+    if series is not None:
+        chosen = [v for v in volumes if _matches(v, series)]
+        if not chosen:
+            raise InputError(f"{path}: no series {series!r}; found: {_listing(volumes)}")
+        volumes = chosen
+    if len(volumes) > 1:
+        raise AmbiguousInputError(
+            f"{path} holds {len(volumes)} volumes: {_listing(volumes)}. Pass series=<number or "
+            "UID> to choose one, or use medrecon.load_all()."
+        )
+    return volumes[0]
+
+
+def _listing(volumes: list[Volume]) -> str:
+    parts = []
+    for v in volumes:
+        extra = "".join(f", {k}={val}" for k, val in v.meta.distinguishing.items())
+        parts.append(f"#{v.meta.series_number} '{v.meta.description}'{extra} {v.shape}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""DICOM reading: headers -> slice records -> stacks -> volumes."""

@@ -1,0 +1,206 @@
+"""Turn a stack plan into a Volume: decode, check duplicates, place on a grid.
+
+Slice order comes from ImagePositionPatient projected on the slice normal,
+never from InstanceNumber or file names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+
+from medrecon.errors import DicomError, DuplicateSliceError, UnevenSpacingError
+from medrecon.io.dicom.geometry import StackGeometry, plan_stack_geometry
+from medrecon.io.dicom.group import StackPlan, orientation_name
+from medrecon.io.dicom.header import SliceHeader
+from medrecon.io.dicom.pixels import decode_slices, rescale_stack
+from medrecon.io.dicom.resample import resample_stack
+from medrecon.io.report import SeriesSummary, SkippedFile
+from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+
+__all__ = ["assemble_stack", "summarize_stack"]
+
+log = logging.getLogger(__name__)
+
+
+def _where(rec: SliceHeader) -> str:
+    desc = rec.series_description or "no description"
+    return f"series {rec.series_number} '{desc}' ({rec.series_uid})"
+
+
+def _layout(groups: list[list[SliceHeader]]) -> tuple[int, list[list[SliceHeader]]]:
+    """Frames per position (1 for 3D) and the position groups left to dedupe."""
+    counts = {len(g) for g in groups}
+    if len(counts) == 1 and (n := counts.pop()) > 1 and len(groups) > 1:
+        return n, groups
+    return 1, groups
+
+
+def _geometry(plan: StackPlan, reps: list[SliceHeader]) -> StackGeometry:
+    first = plan.first
+    geometry, _ = plan_stack_geometry(
+        first.iop,
+        np.array([r.ipp for r in reps]),
+        first.pixel_spacing,
+        first.rows,
+        first.cols,
+        fallback_spacing=first.spacing_between_slices or first.slice_thickness or 1.0,
+    )
+    return geometry
+
+
+def _frame_axis(groups: list[list[SliceHeader]]) -> str:
+    recs = groups[0]
+    fields = ("temporal position", "trigger time", "acquisition", "acquisition time", "instance")
+    for i, name in enumerate(fields):
+        if len({r.temporal[i] for r in recs}) == len(recs):
+            return "time" if name in ("temporal position", "acquisition time") else name
+    return "repetition"
+
+
+def summarize_stack(plan: StackPlan) -> SeriesSummary:
+    """Describe the volume a plan will make, from headers only."""
+    groups = plan.position_groups()
+    frames, groups = _layout(groups)
+    geometry = _geometry(plan, [g[0] for g in groups])
+    warnings = list(geometry.warnings)
+    if frames == 1:
+        dup = sum(len(g) - 1 for g in groups)
+        if dup:
+            warnings.append(f"{dup} slice(s) share a position with another (compared on load)")
+    if plan.copies:
+        warnings.append(f"{len(plan.copies)} duplicate file(s) of the same image")
+    shape = (*geometry.shape, frames) if frames > 1 else geometry.shape
+    first = plan.first
+    return SeriesSummary(
+        series_uid=first.series_uid,
+        series_number=first.series_number,
+        description=first.series_description,
+        modality=first.modality,
+        shape=tuple(int(s) for s in shape),
+        spacing=(geometry.pixel_spacing[1], geometry.pixel_spacing[0], geometry.slice_spacing),
+        n_slices=len(plan.records),
+        n_files=len({r.path for r in plan.records}),
+        orientation=orientation_name(first.iop),
+        distinguishing=dict(plan.distinguishing),
+        warnings=warnings,
+    )
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)
+
+
+def assemble_stack(
+    plan: StackPlan, *, uneven: str = "resample", tilt: str = "correct"
+) -> tuple[Volume, list[SkippedFile]]:
+    """Decode and place one stack; returns the volume and the files dropped from it."""
+    copies = [c for _, c in plan.copies]
+    records = plan.records
+    arrays, failures = decode_slices(records + copies)
+    pixels = {id(r): a for r, a in zip(records + copies, arrays)}
+    warnings: list[str] = []
+    dropped: list[SkippedFile] = []
+
+    for path, reason in sorted(failures.items()):
+        warnings.append(f"unreadable file {path} dropped ({reason}); treated as a missing slice")
+        dropped.append(SkippedFile(path, f"corrupt or truncated pixel data: {reason}"))
+    for kept, copy in plan.copies:
+        if pixels.get(id(copy)) is None or pixels.get(id(kept)) is None:
+            continue
+        if not _same(pixels[id(kept)], pixels[id(copy)]):
+            raise DuplicateSliceError(
+                f"{_where(kept)}: {kept.location} and {copy.location} are the same image "
+                "(same SOPInstanceUID) but hold different pixels. Remove the wrong copy."
+            )
+    if plan.copies:
+        warnings.append(
+            f"{len(plan.copies)} duplicate file(s) of the same image dropped: "
+            + ", ".join(sorted({c.path for c in copies})[:5])
+        )
+
+    good = [r for r in records if pixels.get(id(r)) is not None]
+    if not good:
+        raise DicomError(
+            f"{_where(records[0])}: no slice could be decoded "
+            f"({len(failures)} file(s) failed, e.g. {next(iter(failures.values()), '?')})."
+        )
+    frames, groups = _layout(plan.position_groups(good))
+    if frames == 1:
+        kept_groups = []
+        for g in groups:
+            for other in g[1:]:
+                if not _same(pixels[id(g[0])], pixels[id(other)]):
+                    raise DuplicateSliceError(
+                        f"{_where(g[0])}: {g[0].location} and {other.location} lie at the same "
+                        "position but hold different pixels. If they are separate acquisitions, "
+                        "move one to its own folder; otherwise remove the wrong file."
+                    )
+            if len(g) > 1:
+                warnings.append(
+                    f"duplicate slice at the position of {g[0].location} dropped "
+                    f"({', '.join(o.location for o in g[1:])}: identical pixels)"
+                )
+            kept_groups.append([g[0]])
+        groups = kept_groups
+
+    geometry = _geometry(plan, [g[0] for g in groups])
+    where = _where(plan.first)
+    if uneven == "error" and (geometry.uneven or geometry.missing_slices):
+        raise UnevenSpacingError(
+            f"{where}: {'; '.join(geometry.warnings)}. Resampling was refused (uneven='error'); "
+            "load with uneven='resample' (the default) to put it on a uniform grid."
+        )
+    if tilt == "error" and geometry.tilt_deg:
+        raise DicomError(
+            f"{where}: slices are sheared by a gantry tilt of {geometry.tilt_deg:.2f} degrees; "
+            "load with tilt='correct' (the default) to resample onto an orthogonal grid."
+        )
+    warnings = geometry.warnings + warnings
+
+    ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
+    stored = np.stack([pixels[id(r)] for r in ordered])
+    values = rescale_stack(
+        stored, np.array([r.slope for r in ordered]), np.array([r.intercept for r in ordered])
+    )
+    n = len(groups)
+    volumes = []
+    for t in range(frames):
+        block = values[t * n : (t + 1) * n]  # (slices, rows, cols)
+        if geometry.needs_resampling:
+            grid = resample_stack(block, geometry)  # (rows, cols, slices)
+            if values.dtype.kind in "iu":
+                grid = np.rint(grid).astype(values.dtype)
+            volumes.append(grid.transpose(1, 0, 2))
+        else:
+            volumes.append(block.transpose(2, 1, 0))
+    array = volumes[0] if frames == 1 else np.stack(volumes, axis=-1)
+    if geometry.needs_resampling and values.dtype.kind in "iu":
+        warnings.append("resampled values rounded to integers to keep the stored type")
+
+    first = plan.first
+    meta = VolumeMeta(
+        modality=first.modality,
+        series_uid=first.series_uid,
+        series_number=first.series_number,
+        description=first.series_description,
+        study_uid=first.study_uid or None,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        source_files=sorted({r.path for r in ordered}),
+        warnings=warnings,
+        distinguishing=dict(plan.distinguishing),
+        frame_axis=_frame_axis(groups) if frames > 1 else None,
+        gantry_tilt_deg=geometry.tilt_deg,
+        extra={
+            "n_source_slices": len(groups),
+            "slice_thickness": first.slice_thickness,
+            "transfer_syntaxes": sorted(Counter(r.transfer_syntax for r in ordered)),
+            "image_type": list(first.image_type),
+            "resampled": geometry.needs_resampling,
+        },
+    )
+    for w in warnings:
+        log.warning("%s: %s", where, w)
+    return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped
