@@ -16,6 +16,7 @@ __all__ = [
     "DuplicateSliceError",
     "UnevenSpacingError",
     "DecodeError",
+    "OutputExistsError",
 ]
 
 
@@ -57,3 +58,7 @@ class UnevenSpacingError(DicomError):
 
 class DecodeError(DicomError):
     """Pixel data could not be decoded (compressed syntax without a decoder, or corrupt data)."""
+
+
+class OutputExistsError(MedreconError, FileExistsError):
+    """An output file or folder already exists and overwriting was not asked for."""

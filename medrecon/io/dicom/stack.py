@@ -6,6 +6,7 @@ never from InstanceNumber or file names.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 
@@ -93,6 +94,23 @@ def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)
 
 
+def _drop_repeated_frames(
+    groups: list[list[SliceHeader]], pixels: dict[int, np.ndarray]
+) -> tuple[list[list[SliceHeader]], int]:
+    """Remove time frames whose every slice equals the same slice of an earlier frame."""
+    frames = len(groups[0])
+    seen: set[bytes] = set()
+    keep = []
+    for t in range(frames):
+        digest = hashlib.blake2b(digest_size=16)
+        for g in groups:
+            digest.update(np.ascontiguousarray(pixels[id(g[t])]).tobytes())
+        if digest.digest() not in seen:  # 128-bit digest: equal digests mean equal frames
+            seen.add(digest.digest())
+            keep.append(t)
+    return [[g[t] for t in keep] for g in groups], frames - len(keep)
+
+
 def assemble_stack(
     plan: StackPlan, *, uneven: str = "resample", tilt: str = "correct"
 ) -> tuple[Volume, list[SkippedFile]]:
@@ -128,6 +146,14 @@ def assemble_stack(
             f"({len(failures)} file(s) failed, e.g. {next(iter(failures.values()), '?')})."
         )
     frames, groups = _layout(plan.position_groups(good))
+    if frames > 1:
+        groups, repeats = _drop_repeated_frames(groups, pixels)
+        frames = len(groups[0])
+        if repeats:
+            warnings.append(
+                f"{repeats} repeated frame(s) identical to an earlier one dropped "
+                "(the same images stored more than once)"
+            )
     if frames == 1:
         kept_groups = []
         for g in groups:

@@ -35,7 +35,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
-from medrecon.errors import InputError, MedreconError
+from medrecon.errors import InputError, OutputExistsError
 
 __all__ = ["OutputExistsError", "series_geometry", "write_ct_series"]
 
@@ -48,10 +48,6 @@ _INT16_MIN, _INT16_MAX = -32768, 32767
 # Fixed, plausible dates and times: the sample must be identical on every rerun.
 _STUDY_DATE = "20200101"
 _STUDY_TIME = "120000"
-
-
-class OutputExistsError(MedreconError, FileExistsError):
-    """The output folder exists already and overwriting was not asked for."""
 
 
 def _ds(value: float) -> DSfloat:
