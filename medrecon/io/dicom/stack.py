@@ -104,7 +104,8 @@ def _drop_repeated_frames(
     for t in range(frames):
         digest = hashlib.blake2b(digest_size=16)
         for g in groups:
-            digest.update(np.ascontiguousarray(pixels[id(g[t])]).tobytes())
+            arr = pixels[id(g[t])]  # native byte order: big-endian copies hash the same
+            digest.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")).tobytes())
         if digest.digest() not in seen:  # 128-bit digest: equal digests mean equal frames
             seen.add(digest.digest())
             keep.append(t)
