@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ def _source_slices(source: Path) -> list:
     for path in sorted(p for p in source.iterdir() if p.is_file()):
         try:
             ds = pydicom.dcmread(path)
-        except Exception:  # noqa: BLE001 - DICOMDIR-like or foreign files are skipped
+        except Exception:  # DIRFILE and other non-image files are skipped
             continue
         if "PixelData" not in ds or "ImagePositionPatient" not in ds:
             continue
@@ -259,8 +258,7 @@ def time_rounds(folder: Path, repeats: int, exe: str) -> dict[str, list[float]]:
             times[name].append(time.perf_counter() - t0)
             del result
         print(
-            f"round {r + 1}/{repeats}: "
-            + "  ".join(f"{n} {t[-1]:.3f}s" for n, t in times.items()),
+            f"round {r + 1}/{repeats}: " + "  ".join(f"{n} {t[-1]:.3f}s" for n, t in times.items()),
             flush=True,
         )
     return times

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrecon.errors import AmbiguousInputError, InputError, NoImageError
+from medrecon.errors import AmbiguousInputError, InputError, MedreconError, NoImageError
 from medrecon.io.report import ScanReport, SkippedFile
 from medrecon.volume import Volume
 
@@ -125,11 +125,19 @@ def read(
             )
         volumes = []
         for plan in plans:
-            volume, dropped = assemble_stack(plan, uneven=uneven, tilt=tilt)
+            try:
+                volume, dropped = assemble_stack(plan, uneven=uneven, tilt=tilt)
+            except MedreconError as exc:
+                if not names:
+                    raise
+                # Name zip members, not the temporary folder that is about to vanish.
+                raise type(exc)(_replace_all(str(exc), names)) from exc
             skipped.extend(dropped)
             if names:
                 volume.meta.source_files = [_rename(f, names) for f in volume.meta.source_files]
                 volume.meta.warnings = [_replace_all(w, names) for w in volume.meta.warnings]
+            for warning in volume.meta.warnings:
+                log.warning("series %s: %s", volume.meta.series_number, warning)
             volumes.append(volume)
     skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
     return LoadResult(volumes, skipped, headers.n_files)

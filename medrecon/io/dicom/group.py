@@ -117,8 +117,8 @@ def _distinguishing(
 
 def group_slices(slices: list[SliceHeader]) -> list[StackPlan]:
     """Split slice records into stacks, in a stable order (series number, then UID)."""
-    seen: dict[tuple[str, int], SliceHeader] = {}
-    copies: dict[tuple[str, int], list[SliceHeader]] = {}
+    seen: dict[tuple[str, str, int], SliceHeader] = {}
+    copies: dict[tuple[str, str, int], list[SliceHeader]] = {}
     unique: list[SliceHeader] = []
     for rec in slices:
         if rec.key in seen:

@@ -95,9 +95,9 @@ class SliceHeader:
     n_frames: int  # frames in the file
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> tuple[str, str, int]:
         """Identifies one stored slice: the same object read twice has the same key."""
-        return (self.sop_instance_uid, -1 if self.frame is None else self.frame)
+        return (self.series_uid, self.sop_instance_uid, -1 if self.frame is None else self.frame)
 
     @property
     def location(self) -> str:
@@ -132,11 +132,22 @@ def _opt_int(value: Any) -> int | None:
 
 def _dcmread(path: str) -> Dataset:
     try:
-        return pydicom.dcmread(path, defer_size=_DEFER)
+        ds = pydicom.dcmread(path, defer_size=_DEFER)
     except InvalidDicomError:
-        pass
+        ds = None
     except Exception as exc:  # pydicom raises many types on a damaged file
         raise SkipFile(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})") from exc
+    if ds is not None:
+        # A 'DICM' file whose dataset parsed to nearly nothing is damaged, not a non-image.
+        meta = getattr(ds, "file_meta", None)
+        media = str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
+        if media == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            return ds  # an index: _classify reports it as such
+        if not getattr(meta, "TransferSyntaxUID", None) or (
+            "SOPClassUID" not in ds and "Rows" not in ds
+        ):
+            raise SkipFile("corrupt or truncated DICOM header (no transfer syntax or SOP class)")
+        return ds
     # No 'DICM' preamble: accept old ACR-NEMA-style files only if they parse to an image.
     try:
         ds = pydicom.dcmread(path, defer_size=_DEFER, force=True)

@@ -173,32 +173,38 @@ def decode_slices(
     return out, failures
 
 
-def rescale_stack(stored: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    """Apply per-slice RescaleSlope/Intercept to ``stored`` ``(N, rows, cols)``.
+def rescale_stack(
+    slices: Sequence[np.ndarray], slopes: np.ndarray, intercepts: np.ndarray
+) -> np.ndarray:
+    """Apply per-slice RescaleSlope/Intercept; returns one ``(N, rows, cols)`` array.
 
     The result is int16 when every slice's rescale is integral and all values
-    fit; otherwise float32 (exact for integers up to 2**24).
+    fit; otherwise float32 (exact for integers up to 2**24). Slices are written
+    one by one into the final array, so no full-size temporary is made.
     """
     slopes = np.asarray(slopes, dtype=np.float64)
     intercepts = np.asarray(intercepts, dtype=np.float64)
+    shape = (len(slices), *slices[0].shape)
     integral = np.all(slopes == np.rint(slopes)) and np.all(intercepts == np.rint(intercepts))
-    if integral and stored.dtype.kind in "iu" and stored.size:
-        lo, hi = stored.min(axis=(1, 2)).astype(np.int64), stored.max(axis=(1, 2)).astype(np.int64)
+    if integral and all(sl.dtype.kind in "iu" for sl in slices):
+        lo = np.array([int(sl.min()) for sl in slices], dtype=np.int64)
+        hi = np.array([int(sl.max()) for sl in slices], dtype=np.int64)
         s, b = slopes.astype(np.int64), intercepts.astype(np.int64)
-        ends = np.stack([lo * s + b, hi * s + b])
+        ends = np.concatenate([lo * s + b, hi * s + b])
         if ends.min() >= -32768 and ends.max() <= 32767:
-            if np.all(s == 1) and np.all(b == 0) and stored.dtype == np.int16:
-                return stored
-            out = stored.astype(np.int32)
-            if not np.all(s == 1):
-                out *= s[:, None, None].astype(np.int32)
-            if np.any(b):
-                out += b[:, None, None].astype(np.int32)
-            return out.astype(np.int16)
-    # Rescale in float64, then store float32: one rounding, at the end.
-    out = stored.astype(np.float64)
-    if not np.all(slopes == 1):
-        out *= slopes[:, None, None]
-    if np.any(intercepts):
-        out += intercepts[:, None, None]
-    return out.astype(np.float32)
+            out = np.empty(shape, dtype=np.int16)
+            for k, sl in enumerate(slices):
+                # int32 arithmetic on one slice, then the (range-checked) cast.
+                np.add(
+                    sl * np.int32(s[k]) if s[k] != 1 else sl,
+                    np.int32(b[k]),
+                    out=out[k],
+                    casting="unsafe",
+                    dtype=np.int32,
+                )
+            return out
+    out = np.empty(shape, dtype=np.float32)
+    for k, sl in enumerate(slices):
+        # float64 arithmetic, one rounding to float32 at the end.
+        np.add(sl * slopes[k], intercepts[k], out=out[k], casting="same_kind", dtype=np.float64)
+    return out

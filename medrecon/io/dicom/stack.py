@@ -188,10 +188,12 @@ def assemble_stack(
     warnings = geometry.warnings + warnings
 
     ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
-    stored = np.stack([pixels[id(r)] for r in ordered])
     values = rescale_stack(
-        stored, np.array([r.slope for r in ordered]), np.array([r.intercept for r in ordered])
+        [pixels[id(r)] for r in ordered],
+        np.array([r.slope for r in ordered]),
+        np.array([r.intercept for r in ordered]),
     )
+    pixels.clear()  # the stored slices are no longer needed: free them before resampling
     n = len(groups)
     volumes = []
     for t in range(frames):
@@ -228,6 +230,4 @@ def assemble_stack(
             "resampled": geometry.needs_resampling,
         },
     )
-    for w in warnings:
-        log.warning("%s: %s", where, w)
     return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped
