@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -355,6 +354,4 @@ def read_slice_headers(path: str) -> list[SliceHeader]:
 
 def with_position(rec: SliceHeader, ipp: tuple[float, float, float], **changes: Any) -> SliceHeader:
     """A copy of ``rec`` at another position (used for mosaic tiles)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return replace(rec, ipp=ipp, **changes)
+    return replace(rec, ipp=ipp, **changes)

@@ -7,7 +7,6 @@ through pydicom's pixel plugins (pylibjpeg, pillow, gdcm), one decode per file.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,6 @@ from medrecon.io.dicom.header import SliceHeader
 from medrecon.io.dicom.mosaic import split_mosaic
 
 __all__ = ["DecodeFailure", "decode_slices", "rescale_stack", "decoder_hint"]
-
-log = logging.getLogger(__name__)
 
 # Which package decodes which compressed transfer syntax (pydicom pixel plugins).
 _DECODER_HINTS = {

@@ -7,7 +7,6 @@ never from InstanceNumber or file names.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import Counter
 
 import numpy as np
@@ -22,8 +21,6 @@ from medrecon.io.report import SeriesSummary, SkippedFile
 from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
 
 __all__ = ["assemble_stack", "summarize_stack"]
-
-log = logging.getLogger(__name__)
 
 
 def _where(rec: SliceHeader) -> str:
