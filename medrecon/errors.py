@@ -17,6 +17,8 @@ __all__ = [
     "UnevenSpacingError",
     "DecodeError",
     "OutputExistsError",
+    "PipelineError",
+    "InferenceError",
 ]
 
 
@@ -62,3 +64,12 @@ class DecodeError(DicomError):
 
 class OutputExistsError(MedreconError, FileExistsError):
     """An output file or folder already exists and overwriting was not asked for."""
+
+
+class PipelineError(MedreconError, ValueError):
+    """A pipeline file (or MONAI bundle) is invalid: unknown key, bad value, missing or
+    mismatched weights, a label without a name."""
+
+
+class InferenceError(MedreconError, RuntimeError):
+    """Inference failed on every device medrecon could fall back to."""

@@ -14,6 +14,8 @@ __all__ = ["main"]
 _COMMANDS = {
     "info": "medrecon.cli.info",
     "convert": "medrecon.cli.convert",
+    "pipelines": "medrecon.cli.pipelines",
+    "segment": "medrecon.cli.segment",
 }
 
 

@@ -1,0 +1,206 @@
+"""Pipeline configuration: the typed form of a ``pipelines/<name>.yaml`` file.
+
+Everything a pipeline file can say is a field of one of these frozen
+dataclasses. Parsing and validation live in :mod:`medrecon.pipeline.parse`, so
+a bad file fails when it is loaded, never half-way through a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CT_WINDOW",
+    "INTENSITY_MODES",
+    "NETWORKS",
+    "OUTPUTS",
+    "PERCENTILE",
+    "REFINE_STEPS",
+    "ZSCORE",
+    "Code",
+    "CoarseSpec",
+    "InferenceSpec",
+    "IntensitySpec",
+    "Label",
+    "NetworkSpec",
+    "Pipeline",
+    "PreprocessSpec",
+    "RefineStep",
+    "WeightsSpec",
+]
+
+CT_WINDOW = "ct_window"
+PERCENTILE = "percentile"
+ZSCORE = "zscore"
+INTENSITY_MODES = (CT_WINDOW, PERCENTILE, ZSCORE)
+
+#: MONAI networks a pipeline file may name (``monai.networks.nets.<name>``).
+NETWORKS = ("DynUNet", "UNet", "SegResNet")
+
+#: Refinement steps and the parameters each one takes (name -> required?).
+REFINE_STEPS: dict[str, dict[str, bool]] = {
+    "keep_largest_component": {},
+    "remove_small_islands": {"min_volume_mm3": True},
+    "fill_holes": {},
+    "smooth": {"radius_mm": True},
+}
+
+#: Output files ``medrecon run`` can write (the pipeline lists its defaults).
+OUTPUTS = ("image", "labels", "seg_nrrd", "meshes", "scene", "dicom_seg", "stats", "preview")
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept, e.g. SNOMED CT ``("10200004", "SCT", "Liver")``."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Label:
+    """One structure: its value in the label map, name, display colour and codes.
+
+    The network's output channel for a label is its value (channel 0 is background).
+    """
+
+    value: int
+    name: str
+    color: tuple[int, int, int]
+    category: Code | None = None
+    type: Code | None = None
+    type_modifier: Code | None = None
+
+
+@dataclass(frozen=True)
+class IntensitySpec:
+    """How voxel values become network input.
+
+    ``ct_window``: clip to ``window`` (HU) and scale to [0, 1].
+    ``percentile``: map the ``lower``/``upper`` percentiles to [0, 1] (clipped if ``clip``).
+    ``zscore``: subtract the mean and divide by the standard deviation
+    (over voxels > 0 when ``nonzero``).
+    """
+
+    mode: str
+    window: tuple[float, float] | None = None
+    lower: float = 0.5
+    upper: float = 99.5
+    clip: bool = True
+    nonzero: bool = False
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Resampling and normalisation before the network sees the volume."""
+
+    orientation: str = "RAS"
+    #: Target voxel size in mm; None keeps the native spacing.
+    spacing: tuple[float, float, float] | None = None
+    intensity: IntensitySpec = field(default_factory=lambda: IntensitySpec(mode=ZSCORE))
+    #: Crop to the body (voxels above the bottom of the intensity range) before inference.
+    crop_foreground: bool = True
+    #: Margin in voxels (model grid) kept around the foreground box.
+    crop_margin: int = 4
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A MONAI network by name and its constructor arguments.
+
+    ``factory`` builds the module instead when set (MONAI bundles use it); it
+    is never read from a pipeline file.
+    """
+
+    name: str
+    args: dict[str, Any]
+    factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def out_channels(self) -> int | None:
+        value = self.args.get("out_channels")
+        return int(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A weights file (resolved path) and its expected SHA-256 (lower-case hex)."""
+
+    path: Path
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Sliding-window settings."""
+
+    roi_size: tuple[int, int, int] = (96, 96, 96)
+    overlap: float = 0.25
+    sw_batch_size: int = 2
+    #: "gaussian" or "constant" blending of overlapping windows.
+    blend: str = "gaussian"
+    sigma_scale: float = 0.125
+    #: Test-time augmentation: each entry is a tuple of spatial axes (0, 1, 2) to flip.
+    tta_flips: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class CoarseSpec:
+    """Coarse-to-fine: a first pass at ``spacing`` locates the labels; the fine
+    pass then runs on their box plus ``margin_mm`` only.
+
+    ``network``/``weights`` name a separate coarse model; without them the main
+    model runs at the coarse spacing.
+    """
+
+    spacing: tuple[float, float, float]
+    margin_mm: float = 20.0
+    network: NetworkSpec | None = None
+    weights: WeightsSpec | None = None
+
+
+@dataclass(frozen=True)
+class RefineStep:
+    """One post-processing step, applied to ``labels`` (values; None = all labels)."""
+
+    kind: str
+    labels: tuple[int, ...] | None = None
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A complete, validated segmentation pipeline."""
+
+    name: str
+    modality: str
+    labels: tuple[Label, ...]
+    preprocess: PreprocessSpec
+    network: NetworkSpec
+    weights: WeightsSpec | None
+    inference: InferenceSpec = field(default_factory=InferenceSpec)
+    coarse: CoarseSpec | None = None
+    refine: tuple[RefineStep, ...] = ()
+    outputs: tuple[str, ...] = OUTPUTS
+    description: str = ""
+    version: str = "1"
+    #: The file this pipeline was read from (None when built in code).
+    source: Path | None = None
+
+    def label_by_name(self, name: str) -> Label:
+        for label in self.labels:
+            if label.name == name:
+                return label
+        raise KeyError(name)
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return {label.value: label.name for label in self.labels}
+
+    @property
+    def max_label(self) -> int:
+        return max(label.value for label in self.labels)

@@ -1,0 +1,440 @@
+"""Read and validate pipeline YAML files into :class:`~medrecon.pipeline.config.Pipeline`.
+
+Strict on purpose: an unknown key, a value of the wrong kind, a label without
+a name, a network argument the network does not take, a missing weights file
+or a checksum mismatch is a :class:`PipelineError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from medrecon.errors import PipelineError
+from medrecon.pipeline.config import (
+    CT_WINDOW,
+    INTENSITY_MODES,
+    NETWORKS,
+    OUTPUTS,
+    PERCENTILE,
+    REFINE_STEPS,
+    CoarseSpec,
+    Code,
+    InferenceSpec,
+    IntensitySpec,
+    Label,
+    NetworkSpec,
+    Pipeline,
+    PreprocessSpec,
+    RefineStep,
+    WeightsSpec,
+)
+
+__all__ = ["parse_pipeline", "read_pipeline_file", "sha256_file"]
+
+logger = logging.getLogger(__name__)
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_AXCODES = re.compile(r"^(?=.*[LR])(?=.*[AP])(?=.*[SI])[LRAPSI]{3}$")
+
+
+def sha256_file(path: Path) -> str:
+    """Lower-case hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Section:
+    """One mapping of the file: typed getters that name the key path in errors,
+    and a check that every key was used."""
+
+    def __init__(self, data: Any, where: str, origin: str) -> None:
+        if not isinstance(data, Mapping):
+            raise PipelineError(f"{origin}: '{where}' must be a mapping, got {type(data).__name__}")
+        self.data = dict(data)
+        self.where = where
+        self.origin = origin
+        self._used: set[str] = set()
+
+    def error(self, key: str, message: str) -> PipelineError:
+        path = f"{self.where}.{key}" if self.where else key
+        return PipelineError(f"{self.origin}: '{path}': {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        self._used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        return self.data[key]
+
+    def section(self, key: str, *, required: bool = False) -> _Section | None:
+        value = self.get(key, required=required)
+        if value is None:
+            return None
+        return _Section(value, f"{self.where}.{key}" if self.where else key, self.origin)
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+        value = self.get(key, default, required=required)
+        if value is not None and not isinstance(value, str | int | float):
+            raise self.error(key, f"must be a string, got {value!r}")
+        return None if value is None else str(value)  # type: ignore[return-value]
+
+    def number(self, key: str, default: float | None = None, *, lo=None, hi=None) -> float:
+        value = self.get(key, default)
+        if value is None:
+            raise self.error(key, "is required")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, got {value!r}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(key, f"must be in [{lo}, {hi}], got {value}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, lo: int = 0) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise self.error(key, f"must be an integer >= {lo}, got {value!r}")
+        return int(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def triple(self, key: str, default: Any = None, *, kind=float, required=False) -> Any:
+        value = self.get(key, default, required=required)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value] * 3
+        ok = isinstance(value, list | tuple) and len(value) == 3
+        if ok:
+            ok = all(
+                isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value
+            )
+            ok = ok and (kind is float or all(float(v).is_integer() for v in value))
+        if not ok:
+            raise self.error(key, f"must be 3 positive {kind.__name__}s, got {value!r}")
+        return tuple(kind(v) for v in value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self._used, key=str)
+        if unknown:
+            known = ", ".join(sorted(self._used))
+            raise PipelineError(
+                f"{self.origin}: unknown key(s) {', '.join(map(repr, unknown))} in "
+                f"'{self.where or 'top level'}' (known keys: {known}). Check the spelling."
+            )
+
+
+def read_pipeline_file(path: str | Path, *, check_weights: bool = True) -> Pipeline:
+    """Load a pipeline YAML file; relative weights paths are resolved beside it."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"pipeline file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_pipeline(data, base_dir=path.parent, source=path, check_weights=check_weights)
+
+
+def parse_pipeline(
+    data: Any,
+    *,
+    base_dir: Path | None = None,
+    source: Path | None = None,
+    check_weights: bool = True,
+) -> Pipeline:
+    """Validate a pipeline mapping (as read from YAML) and build the dataclasses.
+
+    ``check_weights`` verifies that the weights file exists and matches its
+    SHA-256; listing pipelines turns it off to report status instead.
+    """
+    origin = str(source) if source is not None else "pipeline"
+    base_dir = base_dir or Path.cwd()
+    top = _Section(data, "", origin)
+    name = top.string("name", required=True)
+    labels = _parse_labels(top.get("labels", required=True), origin)
+    network = _parse_network(top.section("network", required=True), origin)
+    max_label = max(label.value for label in labels)
+    if network.out_channels is not None and network.out_channels != max_label + 1:
+        raise PipelineError(
+            f"{origin}: 'network.args.out_channels' is {network.out_channels} but the largest "
+            f"label value is {max_label}; channel i predicts label value i, so out_channels "
+            f"must be {max_label + 1}"
+        )
+    weights = _parse_weights(top.section("weights"), base_dir, check_weights)
+    coarse_sec = top.section("coarse")
+    pipeline = Pipeline(
+        name=name,
+        description=top.string("description", ""),
+        version=top.string("version", "1"),
+        modality=top.string("modality", required=True).upper(),
+        labels=labels,
+        preprocess=_parse_preprocess(top.section("preprocess", required=True)),
+        network=network,
+        weights=weights,
+        inference=_parse_inference(top.section("inference")),
+        coarse=_parse_coarse(coarse_sec, base_dir, check_weights) if coarse_sec else None,
+        refine=_parse_refine(top.get("refine", []), labels, origin),
+        outputs=_parse_outputs(top, origin),
+        source=source,
+    )
+    top.finish()
+    return pipeline
+
+
+def _parse_code(sec: _Section | None) -> Code | None:
+    if sec is None:
+        return None
+    code = Code(
+        value=sec.string("code", required=True),
+        scheme=sec.string("scheme", "SCT"),
+        meaning=sec.string("meaning", required=True),
+    )
+    sec.finish()
+    return code
+
+
+def _parse_labels(raw: Any, origin: str) -> tuple[Label, ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise PipelineError(f"{origin}: 'labels' must map label values to label entries")
+    labels = []
+    for key, entry in raw.items():
+        try:
+            value = int(key)
+        except (TypeError, ValueError):
+            raise PipelineError(f"{origin}: label key {key!r} is not an integer value") from None
+        if not 1 <= value <= 65535:
+            raise PipelineError(f"{origin}: label value {value} must be in 1..65535")
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        sec = _Section(entry, f"labels.{value}", origin)
+        name = sec.string("name")
+        if not name or not name.strip():
+            raise sec.error("name", "every label needs a name")
+        color = sec.get("color", required=True)
+        if not (
+            isinstance(color, list | tuple)
+            and len(color) == 3
+            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)
+        ):
+            raise sec.error("color", f"must be three integers 0-255 (RGB), got {color!r}")
+        labels.append(
+            Label(
+                value=value,
+                name=name.strip(),
+                color=tuple(color),  # type: ignore[arg-type]
+                category=_parse_code(sec.section("category")),
+                type=_parse_code(sec.section("type")),
+                type_modifier=_parse_code(sec.section("type_modifier")),
+            )
+        )
+        sec.finish()
+    names = [label.name for label in labels]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PipelineError(f"{origin}: label name(s) used twice: {', '.join(dupes)}")
+    return tuple(sorted(labels, key=lambda lab: lab.value))
+
+
+def _parse_intensity(sec: _Section | None) -> IntensitySpec:
+    if sec is None:
+        raise PipelineError("pipeline: 'preprocess.intensity' is required")
+    mode = sec.string("mode", required=True)
+    if mode not in INTENSITY_MODES:
+        raise sec.error("mode", f"must be one of {', '.join(INTENSITY_MODES)}, got {mode!r}")
+    window = None
+    if mode == CT_WINDOW:
+        window = sec.get("window", required=True)
+        if not (
+            isinstance(window, list | tuple)
+            and len(window) == 2
+            and all(isinstance(v, int | float) for v in window)
+            and window[0] < window[1]
+        ):
+            raise sec.error("window", f"must be [low, high] with low < high, got {window!r}")
+        window = (float(window[0]), float(window[1]))
+    spec = IntensitySpec(
+        mode=mode,
+        window=window,
+        lower=sec.number("lower", 0.5, lo=0, hi=100) if mode == PERCENTILE else 0.5,
+        upper=sec.number("upper", 99.5, lo=0, hi=100) if mode == PERCENTILE else 99.5,
+        clip=sec.boolean("clip", True),
+        nonzero=sec.boolean("nonzero", False),
+    )
+    if spec.lower >= spec.upper:
+        raise sec.error("lower", "must be below 'upper'")
+    sec.finish()
+    return spec
+
+
+def _parse_preprocess(sec: _Section) -> PreprocessSpec:
+    orientation = sec.string("orientation", "RAS").upper()
+    if not _AXCODES.match(orientation):
+        raise sec.error(
+            "orientation", f"must be three axis codes like RAS or LPS, not {orientation!r}"
+        )
+    spec = PreprocessSpec(
+        orientation=orientation,
+        spacing=sec.triple("spacing"),
+        intensity=_parse_intensity(sec.section("intensity", required=True)),
+        crop_foreground=sec.boolean("crop_foreground", True),
+        crop_margin=sec.integer("crop_margin", 4),
+    )
+    sec.finish()
+    return spec
+
+
+def _parse_network(sec: _Section, origin: str) -> NetworkSpec:
+    name = sec.string("name", required=True)
+    if name not in NETWORKS:
+        raise sec.error("name", f"must be one of {', '.join(NETWORKS)}, got {name!r}")
+    args = sec.get("args", {})
+    if not isinstance(args, Mapping):
+        raise sec.error("args", "must be a mapping of constructor arguments")
+    sec.finish()
+    from monai.networks import nets
+
+    params = inspect.signature(getattr(nets, name)).parameters
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        raise sec.error("args", f"{name} takes no argument(s) {unknown}; it takes {sorted(params)}")
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is inspect.Parameter.empty
+        and p.name not in args
+        and p.name not in ("self", "spatial_dims")
+    ]
+    if missing:
+        raise sec.error("args", f"{name} needs argument(s) {missing}")
+    return NetworkSpec(name=name, args=dict(args))
+
+
+def _parse_weights(sec: _Section | None, base_dir: Path, check: bool) -> WeightsSpec | None:
+    if sec is None:
+        return None
+    path = Path(sec.string("path", required=True))
+    path = path if path.is_absolute() else (base_dir / path)
+    sha = sec.string("sha256")
+    sec.finish()
+    if sha is not None:
+        sha = sha.lower()
+        if not _HEX64.match(sha):
+            raise sec.error("sha256", f"must be 64 hex digits, got {sha!r}")
+    spec = WeightsSpec(path=path.resolve(), sha256=sha)
+    if check:
+        verify_weights(spec, sec.origin)
+    return spec
+
+
+def verify_weights(spec: WeightsSpec, origin: str = "pipeline") -> None:
+    """Raise PipelineError when the weights file is missing or its checksum differs."""
+    if not spec.path.is_file():
+        raise PipelineError(
+            f"{origin}: weights file not found: {spec.path}. Install the model's weights "
+            "there, or fix 'weights.path' (relative paths are relative to the pipeline file)."
+        )
+    if spec.sha256 is not None:
+        actual = sha256_file(spec.path)
+        if actual != spec.sha256:
+            raise PipelineError(
+                f"{origin}: weights file {spec.path} has SHA-256 {actual}, but the pipeline "
+                f"expects {spec.sha256}: the file is corrupt or belongs to another model."
+            )
+
+
+def _parse_inference(sec: _Section | None) -> InferenceSpec:
+    if sec is None:
+        return InferenceSpec()
+    blend = sec.string("blend", "gaussian")
+    if blend not in ("gaussian", "constant"):
+        raise sec.error("blend", f"must be 'gaussian' or 'constant', got {blend!r}")
+    flips = sec.get("tta_flips", [])
+    ok = isinstance(flips, list) and all(
+        isinstance(f, list) and f and all(a in (0, 1, 2) for a in f) for f in flips
+    )
+    if not ok:
+        raise sec.error(
+            "tta_flips", f"must be a list of axis lists like [[0], [1, 2]], got {flips!r}"
+        )
+    spec = InferenceSpec(
+        roi_size=sec.triple("roi_size", (96, 96, 96), kind=int),
+        overlap=sec.number("overlap", 0.25, lo=0.0, hi=0.95),
+        sw_batch_size=sec.integer("sw_batch_size", 2, lo=1),
+        blend=blend,
+        sigma_scale=sec.number("sigma_scale", 0.125, lo=0.01, hi=10),
+        tta_flips=tuple(tuple(sorted(set(f))) for f in flips),
+    )
+    sec.finish()
+    return spec
+
+
+def _parse_coarse(sec: _Section, base_dir: Path, check: bool) -> CoarseSpec:
+    net_sec = sec.section("network")
+    spec = CoarseSpec(
+        spacing=sec.triple("spacing", required=True),
+        margin_mm=sec.number("margin_mm", 20.0, lo=0.0),
+        network=_parse_network(net_sec, sec.origin) if net_sec else None,
+        weights=_parse_weights(sec.section("weights"), base_dir, check),
+    )
+    if (spec.network is None) != (spec.weights is None):
+        raise sec.error("network", "a separate coarse model needs both 'network' and 'weights'")
+    sec.finish()
+    return spec
+
+
+def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[RefineStep, ...]:
+    if not isinstance(raw, list):
+        raise PipelineError(f"{origin}: 'refine' must be a list of steps")
+    by_name = {label.name: label.value for label in labels}
+    steps = []
+    for i, entry in enumerate(raw):
+        sec = _Section(entry, f"refine[{i}]", origin)
+        kind = sec.string("step", required=True)
+        if kind not in REFINE_STEPS:
+            raise sec.error("step", f"unknown step {kind!r}; known: {', '.join(REFINE_STEPS)}")
+        params = {
+            p: sec.number(p, None if required else 0.0, lo=0.0)
+            for p, required in REFINE_STEPS[kind].items()
+        }
+        chosen = sec.get("labels")
+        values = None
+        if chosen is not None:
+            if not isinstance(chosen, list) or not chosen:
+                raise sec.error("labels", "must be a list of label names or values")
+            values = []
+            for item in chosen:
+                if isinstance(item, str) and item in by_name:
+                    values.append(by_name[item])
+                elif isinstance(item, int) and item in by_name.values():
+                    values.append(item)
+                else:
+                    raise sec.error("labels", f"{item!r} is not a label of this pipeline")
+            values = tuple(values)
+        sec.finish()
+        steps.append(RefineStep(kind=kind, labels=values, params=params))
+    return tuple(steps)
+
+
+def _parse_outputs(top: _Section, origin: str) -> tuple[str, ...]:
+    outputs = top.get("outputs", list(OUTPUTS))
+    if not isinstance(outputs, list) or any(o not in OUTPUTS for o in outputs):
+        raise PipelineError(f"{origin}: 'outputs' must be a list drawn from {', '.join(OUTPUTS)}")
+    return tuple(outputs)

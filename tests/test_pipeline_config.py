@@ -1,0 +1,181 @@
+"""Pipeline files: a valid one loads into typed dataclasses; every bad one fails
+at load time with a message naming the file and the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from pipeline_helpers import SMALL_UNET, valid_pipeline_dict, write_pipeline
+
+from medrecon.errors import PipelineError
+from medrecon.pipeline.config import Code, IntensitySpec, Pipeline, RefineStep
+from medrecon.pipeline.parse import parse_pipeline, read_pipeline_file, sha256_file
+from medrecon.pipeline.registry import list_pipelines, load_pipeline, shipped_pipeline_dir
+
+
+@pytest.fixture
+def weights(tmp_path):
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    path = tmp_path / "weights.pt"
+    torch.save(UNet(spatial_dims=3, **SMALL_UNET).state_dict(), path)
+    return path
+
+
+def test_valid_file_loads_into_dataclasses(tmp_path, weights):
+    path = write_pipeline(tmp_path, valid_pipeline_dict(sha256=sha256_file(weights)))
+    p = read_pipeline_file(path)
+    assert isinstance(p, Pipeline)
+    assert p.name == "test-ball" and p.modality == "CT" and p.source == path
+    (label,) = p.labels
+    assert (label.value, label.name, label.color) == (1, "ball", (230, 80, 60))
+    assert label.category == Code("123037004", "SCT", "Anatomical Structure")
+    assert label.type == Code("10200004", "SCT", "Liver")
+    assert p.preprocess.spacing == (2.0, 2.0, 2.0)
+    assert p.preprocess.intensity == IntensitySpec(mode="ct_window", window=(-100.0, 200.0))
+    assert p.network.name == "UNet" and p.network.out_channels == 2
+    assert p.weights.path == weights.resolve()
+    assert p.inference.roi_size == (32, 32, 32) and p.inference.sw_batch_size == 2
+    assert p.refine == (RefineStep("keep_largest_component", (1,), {}),)
+    assert p.outputs == ("labels", "stats")
+    assert load_pipeline(path) == p  # by path, through the registry
+    assert load_pipeline(p) is p
+
+
+def _error_for(tmp_path, data, **kwargs) -> str:
+    path = write_pipeline(tmp_path, data)
+    with pytest.raises(PipelineError) as info:
+        read_pipeline_file(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message  # every message names the file
+    return message
+
+
+def _broken(change):
+    data = valid_pipeline_dict()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.update(colour="red"), "unknown key(s) 'colour' in 'top level'"),
+        (lambda d: d["inference"].update(roi=[1, 2, 3]), "unknown key(s) 'roi' in 'inference'"),
+        (lambda d: d["labels"][1].update(colour=[1, 2, 3]), "'colour' in 'labels.1'"),
+        (lambda d: d["labels"][1].pop("name"), "'labels.1.name': every label needs a name"),
+        (lambda d: d["labels"][1].update(name="  "), "every label needs a name"),
+        (lambda d: d["labels"][1].update(color=[300, 0, 0]), "three integers 0-255"),
+        (lambda d: d["labels"].update({"two": {"name": "x"}}), "'two' is not an integer"),
+        (lambda d: d["labels"].update({2: {"name": "ball", "color": [1, 2, 3]}}), "used twice"),
+        (lambda d: d.pop("modality"), "'modality': is required"),
+        (lambda d: d["network"].update(name="ResNet"), "must be one of DynUNet, UNet, SegResNet"),
+        (lambda d: d["network"]["args"].update(depth=3), "UNet takes no argument(s) ['depth']"),
+        (lambda d: d["network"]["args"].pop("channels"), "UNet needs argument(s) ['channels']"),
+        (lambda d: d["network"]["args"].update(out_channels=3), "out_channels must be 2"),
+        (lambda d: d["preprocess"]["intensity"].update(mode="minmax"), "must be one of ct_window"),
+        (lambda d: d["preprocess"]["intensity"].pop("window"), "'preprocess.intensity.window'"),
+        (lambda d: d["preprocess"].update(spacing=[1, -1, 1]), "3 positive floats"),
+        (lambda d: d["preprocess"].update(orientation="RRS"), "three axis codes"),
+        (lambda d: d["inference"].update(overlap=1.5), "must be in [0.0, 0.95]"),
+        (lambda d: d["inference"].update(sw_batch_size=0), "integer >= 1"),
+        (lambda d: d["inference"].update(tta_flips=[[3]]), "'inference.tta_flips'"),
+        (lambda d: d["inference"].update(blend="max"), "'gaussian' or 'constant'"),
+        (lambda d: d["refine"].append({"step": "dilate"}), "unknown step 'dilate'"),
+        (lambda d: d["refine"].append({"step": "remove_small_islands"}), "min_volume_mm3'"),
+        (lambda d: d["refine"].append({"step": "fill_holes", "labels": ["liver"]}), "'liver'"),
+        (lambda d: d.update(outputs=["labels", "movie"]), "'outputs' must be a list"),
+        (lambda d: d["weights"].update(sha256="abc"), "must be 64 hex digits"),
+        (lambda d: d.update(coarse={"margin_mm": 5}), "'coarse.spacing': is required"),
+    ],
+)
+def test_bad_pipeline_files_fail_at_load(tmp_path, weights, change, expected):
+    assert expected in _error_for(tmp_path, _broken(change))
+
+
+def test_missing_weights_file(tmp_path):
+    message = _error_for(tmp_path, valid_pipeline_dict(weights="nowhere/w.pt"))
+    assert "weights file not found" in message and "nowhere" in message
+    # Listing tools may read the file without the weights.
+    path = write_pipeline(tmp_path, valid_pipeline_dict(weights="nowhere/w.pt"))
+    assert read_pipeline_file(path, check_weights=False).weights.path.name == "w.pt"
+
+
+def test_checksum_mismatch(tmp_path, weights):
+    message = _error_for(tmp_path, valid_pipeline_dict(sha256="0" * 64))
+    assert sha256_file(weights) in message and "corrupt or belongs to another model" in message
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        read_pipeline_file(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(PipelineError, match="must be a mapping"):
+        read_pipeline_file(path)
+    with pytest.raises(PipelineError, match="pipeline file not found"):
+        read_pipeline_file(tmp_path / "absent.yaml")
+
+
+def test_weights_file_with_code_is_refused(tmp_path):
+    """weights_only=True: a pickle holding anything but tensors does not load."""
+    from medrecon.pipeline.model import load_model
+
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "fn": copy.deepcopy}, path)
+    p = read_pipeline_file(write_pipeline(tmp_path, valid_pipeline_dict()))
+    with pytest.raises(PipelineError, match="weights_only=True"):
+        load_model(p.network, p.weights)
+
+
+def test_weights_of_another_network_are_refused(tmp_path):
+    from monai.networks.nets import UNet
+
+    from medrecon.pipeline.model import load_model
+
+    other = dict(SMALL_UNET, channels=[4, 8, 16])
+    torch.save(UNet(spatial_dims=3, **other).state_dict(), tmp_path / "weights.pt")
+    p = read_pipeline_file(write_pipeline(tmp_path, valid_pipeline_dict()))
+    with pytest.raises(PipelineError, match="do not fit network UNet"):
+        load_model(p.network, p.weights)
+
+
+def test_wrapped_and_ddp_state_dicts_load(tmp_path):
+    from monai.networks.nets import UNet
+
+    from medrecon.pipeline.model import load_model
+
+    net = UNet(spatial_dims=3, **SMALL_UNET)
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"model": state, "epoch": torch.tensor(3)}, tmp_path / "weights.pt")
+    p = read_pipeline_file(write_pipeline(tmp_path, valid_pipeline_dict()))
+    loaded = load_model(p.network, p.weights)
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    assert not loaded.training
+
+
+def test_unknown_pipeline_name_lists_shipped_ones():
+    with pytest.raises(PipelineError, match="no pipeline named 'no-such-pipeline'"):
+        load_pipeline("no-such-pipeline")
+
+
+def test_shipped_pipelines_are_valid_files():
+    """Every YAML shipped in pipelines/ parses; the listing reports each one's status."""
+    infos = list_pipelines()
+    shipped = sorted(p.stem for p in shipped_pipeline_dir().glob("*.yaml"))
+    assert sorted(i.path.stem for i in infos) == shipped
+    for info in infos:
+        assert info.pipeline is not None, info.status
+        assert info.status == "ready" or info.status.startswith("not usable")
+
+
+def test_parse_pipeline_from_mapping(tmp_path, weights):
+    data = valid_pipeline_dict(weights=str(weights))
+    data["labels"] = {1: {"name": "ball", "color": [1, 2, 3]}}
+    p = parse_pipeline(data)
+    assert p.labels[0].category is None and p.source is None
