@@ -26,3 +26,11 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip(SKIP_REASON)
     return path
+
+
+@pytest.fixture(scope="session")
+def ball_pipeline(tmp_path_factory) -> Path:
+    """A pipeline YAML whose small UNet was trained here to segment a bright ellipsoid."""
+    from pipeline_helpers import train_ball_pipeline
+
+    return train_ball_pipeline(tmp_path_factory.mktemp("ball-pipeline"))

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import ellipsoid, threshold_network
+from pipeline_helpers import ball_ct, ellipsoid, threshold_network
 
 from medrecon import Volume
 from medrecon.errors import InferenceError, InputError
@@ -252,3 +252,17 @@ def test_4d_volume_is_refused_with_advice(threshold_weights):
     volume = Volume(np.zeros((*SHAPE, 2), np.int16), np.eye(4))
     with pytest.raises(InputError, match="choose one frame first"):
         segment(volume, _pipeline(threshold_weights), device="cpu")
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "oblique"])
+def test_network_trained_here_segments_a_new_volume(ball_pipeline, orientation):
+    """A UNet trained in this test session on 2 mm patches finds a differently sized
+    ball in a new volume of another spacing and orientation, via the YAML pipeline."""
+    rng = np.random.default_rng(7)
+    shape = (56, 48, 40)
+    image, mask = ball_ct(shape, (30, 22, 19), (13, 9, 7), rng)
+    volume = Volume(image, _affine(ORIENTATIONS[orientation], (1.6, 1.6, 2.5)))
+    seg = segment(volume, ball_pipeline, device="cpu")
+    assert seg.pipeline.name == "test-ball" and seg.device == "cpu"
+    assert _dice(seg.labels.array == 1, mask) > 0.9
+    assert set(np.unique(seg.labels.array)) <= {0, 1}
