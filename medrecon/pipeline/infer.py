@@ -186,8 +186,9 @@ def _one_attempt(net, image, spec: InferenceSpec, attempt: Attempt) -> torch.Ten
             del logits
         if len(flips) > 1:
             total /= len(flips)
-        # A normal tensor (not an inference tensor), so callers may change it.
-        return total[0].cpu().clone()
+        # A normal tensor (not an inference tensor), so callers may change it. It stays
+        # where it was stitched: on a GPU the way back to the native grid runs there too.
+        return total[0].clone()
 
 
 def predict_probabilities(
@@ -197,6 +198,7 @@ def predict_probabilities(
     choice: DeviceChoice,
     warnings: list[str] | None = None,
 ) -> tuple[torch.Tensor, Attempt]:
-    """Class probabilities (C, X, Y, Z) float32 on the CPU for a (1, 1, X, Y, Z) input."""
+    """Class probabilities (C, X, Y, Z) float32 for a (1, 1, X, Y, Z) input, on the
+    device the windows were stitched on."""
     attempts = plan_attempts(choice, spec.sw_batch_size)
     return run_ladder(attempts, lambda a: _one_attempt(net, image, spec, a), warnings)

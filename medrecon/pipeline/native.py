@@ -67,13 +67,14 @@ def _interp_axis(sub: torch.Tensor, axis: int, coords: np.ndarray) -> torch.Tens
     i0 = np.clip(np.floor(coords).astype(np.int64), 0, n - 1)
     w = (coords - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, n - 1)
-    a = sub.index_select(axis, torch.from_numpy(i0))
+    dev = sub.device
+    a = sub.index_select(axis, torch.from_numpy(i0).to(dev))
     if not np.any(w):
         return a
-    b = sub.index_select(axis, torch.from_numpy(i1))
+    b = sub.index_select(axis, torch.from_numpy(i1).to(dev))
     shape = [1] * sub.ndim
     shape[axis] = len(coords)
-    wt = torch.from_numpy(w).reshape(shape)
+    wt = torch.from_numpy(w).to(dev).reshape(shape)
     return torch.lerp(a, b, wt)
 
 
@@ -116,6 +117,7 @@ def _slab_general(probs, m, shape, k0, k1):
     # centres; its last grid axis lists (W, H, D) = model axes (2, 1, 0).
     norm = 2.0 * c / np.maximum(sizes - 1, 1) - 1.0
     grid = torch.from_numpy(norm[:, ::-1].astype(np.float32).copy()).reshape(1, *ii.shape, 3)
+    grid = grid.to(probs.device)
     out = F.grid_sample(
         probs.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True
     )
@@ -133,7 +135,7 @@ def model_to_native(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Argmax labels (and optionally probabilities, (X, Y, Z, C) float32) on the native grid.
 
-    ``probs`` is (C, X', Y', Z') float32 on the CPU: channel c is the probability
+    ``probs`` is (C, X', Y', Z') float32 on any device: channel c is the probability
     of label value c; channel 0 is background.
     """
     import torch
@@ -155,9 +157,10 @@ def model_to_native(
                 values, mask = _slab_separable(probs, m, perm, shape, k0, k1)
             else:
                 values, mask = _slab_general(probs, m, shape, k0, k1)
-            best = values.argmax(dim=0).numpy().astype(label_dtype, copy=False)
-            labels[:, :, k0:k1] = np.where(mask, best, 0)
+            # argmax where the probabilities are (GPU or CPU); only labels travel back.
+            best = values.argmax(dim=0).to(torch.int32).cpu().numpy()
+            labels[:, :, k0:k1] = np.where(mask, best, 0).astype(label_dtype, copy=False)
             if out_probs is not None:
-                part = values.permute(1, 2, 3, 0).numpy()
+                part = values.permute(1, 2, 3, 0).cpu().numpy()
                 out_probs[:, :, k0:k1][mask] = part[mask]
     return labels, out_probs

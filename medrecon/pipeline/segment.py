@@ -82,12 +82,19 @@ class Segmenter:
         )
 
     @property
+    def _prep_device(self) -> str:
+        # Preprocessing follows the network to a CUDA GPU; MPS lacks some of the ops.
+        return self.choice.device if self.choice.is_cuda else "cpu"
+
+    @property
     def label_dtype(self) -> type:
         return np.uint8 if self.pipeline.max_label < 256 else np.uint16
 
     def _probabilities(self, net, volume: Volume, spacing, warnings, timings, tta=True):
         t0 = time.perf_counter()
-        model_input = prepare_input(volume, self.pipeline.preprocess, spacing=spacing)
+        model_input = prepare_input(
+            volume, self.pipeline.preprocess, spacing=spacing, device=self._prep_device
+        )
         t1 = time.perf_counter()
         spec = self.pipeline.inference
         if not tta:
@@ -113,7 +120,7 @@ class Segmenter:
         net = self.coarse_net if self.coarse_net is not None else self.net
         t0 = time.perf_counter()
         probs, affine, _ = self._probabilities(net, volume, coarse.spacing, warnings, {}, tta=False)
-        found = np.argwhere(probs.argmax(dim=0).numpy() > 0)
+        found = np.argwhere(probs.argmax(dim=0).cpu().numpy() > 0)
         timings["coarse"] = time.perf_counter() - t0
         if len(found) == 0:
             warnings.append(
