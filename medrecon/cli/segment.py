@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _choose_pipeline(args: argparse.Namespace):
     from medrecon.pipeline.registry import load_pipeline
 
+    if args.trust_bundle and not args.bundle:
+        raise InputError("--trust-bundle only applies with --bundle DIR")
     if args.bundle:
         from medrecon.pipeline.bundle import load_bundle
 
