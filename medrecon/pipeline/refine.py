@@ -1,0 +1,264 @@
+"""Label-map refinement: clean up a network's segmentation, label by label.
+
+The mask functions take and return boolean arrays. :func:`refine_labels` applies a
+pipeline's :class:`~medrecon.pipeline.config.RefineStep` list to an integer label map.
+For a multilabel map a step may only remove a label's voxels (set them to 0) or add
+voxels that are 0 now: labels never overwrite one another.
+
+Connectivity: foreground components are 26-connected (voxels touching by a face, edge
+or corner belong together), so a thin diagonal structure is not split into islands.
+The background is 6-connected, the complement of 26, so a cavity is a hole only if no
+face-to-face path leads from it to the array border.
+
+Every function treats voxels outside its array as background, which is what lets
+:func:`refine_labels` work on each label's bounding box alone, with the same result as on
+the whole volume: the boxes of all labels are found in one pass, and no step can move a
+label outside its box (removal shrinks it, a filled hole lies inside it, a closing never
+adds a voxel beyond the mask's extent on any axis), so they only need tightening.
+Within a box, labels are cut further where empty slabs separate their voxels (see
+:func:`_parts`), so that a few stray islands do not make a step pay for the whole volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medrecon.pipeline.config import REFINE_STEPS, RefineStep
+
+__all__ = [
+    "keep_largest_component",
+    "remove_small_islands",
+    "fill_holes",
+    "smooth",
+    "refine_labels",
+]
+
+log = logging.getLogger(__name__)
+
+_MaskOp = Callable[[np.ndarray], np.ndarray]
+
+_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
+_FACES = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
+# Float slack so that exact-looking values (radius 2.0, 100 mm3 / 0.5 mm3) stay exact.
+_EPS = 1e-9
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected components of ``mask`` and the voxel count of each (index 0 unused)."""
+    comp, n = ndimage.label(mask, structure=_FULL)
+    # Counting only the mask's voxels: a bincount of the whole array costs more than the labelling.
+    return comp, np.bincount(comp[mask], minlength=n + 1)
+
+
+def keep_largest_component(mask: np.ndarray) -> np.ndarray:
+    """Only the largest 26-connected component of ``mask`` (ties: first in raster order)."""
+    mask = np.asarray(mask, dtype=bool)
+    comp, counts = _components(mask)
+    if counts.size < 2:
+        return np.zeros_like(mask)
+    return comp == int(np.argmax(counts[1:])) + 1
+
+
+def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """``mask`` without its 26-connected components of fewer than ``min_voxels`` voxels."""
+    mask = np.asarray(mask, dtype=bool)
+    comp, counts = _components(mask)
+    keep = counts >= min_voxels
+    keep[0] = False
+    return keep[comp]
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its cavities filled: background regions (6-connected) that do not
+    reach the array border."""
+    mask = np.asarray(mask, dtype=bool)
+    background, n = ndimage.label(~mask, structure=_FACES)
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        for index in (0, -1):
+            outside[np.take(background, index, axis=axis)] = True
+    # Region 0 is the mask itself; every other region not seen on the border is a hole.
+    outside[0] = False
+    return ~outside[background]
+
+
+def _ellipsoid(radius_vox: Sequence[float]) -> np.ndarray:
+    """Structuring element: offsets ``b`` with ``sum((b_i / r_i) ** 2) <= 1``.
+
+    An axis with ``r < 0.5`` gets no extent; ``0.5 <= r < 1`` counts as 1 so that a
+    radius rounds to at least the nearest voxel instead of vanishing.
+    """
+    r = np.asarray(radius_vox, dtype=float)
+    if r.ndim != 1 or not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError(f"radius must be finite and >= 0 per axis, got {radius_vox!r}")
+    r = np.where(r < 0.5, 0.0, np.maximum(r, 1.0))
+    half = np.floor(r + _EPS).astype(int)
+    grid = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    # An axis without extent has a single offset 0; dividing by 1 keeps it harmless.
+    norm = sum((g / max(ri, 1.0)) ** 2 for g, ri in zip(grid, r))
+    return np.asarray(norm <= 1 + _EPS)
+
+
+def smooth(mask: np.ndarray, radius_vox: Sequence[float]) -> np.ndarray:
+    """Morphological opening then closing of ``mask`` with an ellipsoid whose radii are
+    ``radius_vox`` voxels per axis (see :func:`_ellipsoid`).
+
+    The opening removes spurs and bridges thinner than the ellipsoid, the closing fills
+    notches and gaps narrower than it; a shape wider than the ellipsoid keeps its size.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if len(radius_vox) != mask.ndim:
+        raise ValueError(f"radius has {len(radius_vox)} axes, mask has {mask.ndim}")
+    se = _ellipsoid(radius_vox)
+    if se.size == 1 or not mask.any():
+        return mask.copy()
+    # Zero padding wide enough for the dilation: the closing's erosion then sees the
+    # mask's true surroundings, instead of eroding (or, with border_value=1, bridging to)
+    # the array border.
+    pad = [(s // 2 + 1,) * 2 for s in se.shape]
+    work = np.pad(mask, pad)
+    work = ndimage.binary_dilation(ndimage.binary_erosion(work, se), se)
+    work = ndimage.binary_erosion(ndimage.binary_dilation(work, se), se)
+    return work[tuple(slice(p, -p) for p, _ in pad)]
+
+
+def _plan(step: RefineStep, spacing: np.ndarray) -> tuple[_MaskOp | None, list[int]]:
+    """The step's mask function, with its mm parameter in voxels (None: keep the largest
+    component, which needs all of a label's parts at once), and the gaps for :func:`_parts`.
+
+    ValueError for an unknown kind or a missing parameter.
+    """
+    if step.kind not in REFINE_STEPS:
+        known = ", ".join(REFINE_STEPS)
+        raise ValueError(f"unknown refine step kind {step.kind!r} (known: {known})")
+    missing = [name for name in REFINE_STEPS[step.kind] if name not in step.params]
+    if missing:
+        raise ValueError(f"refine step {step.kind!r} needs parameter(s) {', '.join(missing)}")
+    if step.kind == "remove_small_islands":
+        # Round up: an island of exactly min_volume_mm3 stays, anything smaller goes.
+        voxels = float(step.params["min_volume_mm3"]) / float(np.prod(spacing))
+        min_voxels = math.ceil(voxels - _EPS)
+        return (lambda m: remove_small_islands(m, min_voxels)), [1, 1, 1]
+    if step.kind == "smooth":
+        radius = tuple(float(step.params["radius_mm"]) / spacing)
+        return (lambda m: smooth(m, radius)), list(_ellipsoid(radius).shape)
+    return (fill_holes if step.kind == "fill_holes" else None), [1, 1, 1]
+
+
+def _parts(mask: np.ndarray, gaps: Sequence[int]) -> list[tuple[slice, ...]]:
+    """Disjoint boxes, tight around ``mask``'s voxels, cut (recursively, along every axis)
+    wherever ``gaps[axis]`` or more empty slices cross the whole box.
+
+    A step on each box alone gives the same result as on the whole mask when the gaps are
+    wide enough: 1 slice for components and holes (neither crosses an empty slice), the
+    structuring element's width for smoothing (then a closing cannot bridge them). Stray
+    islands would otherwise stretch a label's box over the volume, and every step on that
+    label would pay for all of it.
+    """
+    done, todo = [], [tuple(slice(0, n) for n in mask.shape)]
+    while todo:
+        box = todo.pop()
+        for axis in range(mask.ndim):
+            others = tuple(a for a in range(mask.ndim) if a != axis)
+            hit = np.flatnonzero(mask[box].any(axis=others))
+            if hit.size == 0:
+                break
+            cut = np.flatnonzero(np.diff(hit) > gaps[axis])
+            base = box[axis].start
+            pieces = [
+                (*box[:axis], slice(base + int(a), base + int(b) + 1), *box[axis + 1 :])
+                for a, b in zip(np.r_[hit[0], hit[cut + 1]], np.r_[hit[cut], hit[-1]])
+            ]
+            if len(pieces) > 1:
+                todo.extend(pieces)
+                break
+            box = pieces[0]
+        else:
+            done.append(box)
+    return done
+
+
+def _keep_largest_in_parts(mask: np.ndarray, parts: list[tuple[slice, ...]]) -> list[np.ndarray]:
+    """keep_largest_component over ``parts`` that no component spans: a mask per part."""
+    labelled = [_components(mask[p]) for p in parts]
+    best = max((int(counts[1:].max(initial=0)) for _, counts in labelled), default=0)
+    if best == 0:
+        return [np.zeros(comp.shape, dtype=bool) for comp, _ in labelled]
+    # Ties go to the first voxel in raster order, as in keep_largest_component.
+    candidates = []
+    for j, (part, (comp, counts)) in enumerate(zip(parts, labelled)):
+        for k in np.flatnonzero(counts == best):
+            local = np.unravel_index(int(np.argmax(comp == k)), comp.shape)
+            first = np.ravel_multi_index([s.start + i for s, i in zip(part, local)], mask.shape)
+            candidates.append((int(first), j, int(k)))
+    _, win_part, win_k = min(candidates)
+    return [comp == (win_k if j == win_part else -1) for j, (comp, _) in enumerate(labelled)]
+
+
+def _shift(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
+    """A box found in the crop ``outer`` as a box of the array ``outer`` was cut from."""
+    return tuple(slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, outer))
+
+
+def refine_labels(
+    labels: np.ndarray, spacing: Sequence[float], steps: Sequence[RefineStep]
+) -> np.ndarray:
+    """Apply ``steps`` in order to the 3D integer label map ``labels``.
+
+    Each step runs on each of its labels in increasing order (``step.labels`` None: every
+    non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
+    per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
+    into per-axis voxel radii. A step only removes a label's voxels or adds voxels that are
+    0: labels never overwrite one another. Returns a new array of the same dtype;
+    ``labels`` is not modified.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 3D integer array, got {labels.dtype} {labels.shape}")
+    spacing_arr = np.asarray(spacing, dtype=float)
+    if spacing_arr.shape != (3,) or not np.all(spacing_arr > 0):
+        raise ValueError(f"spacing must be 3 positive values in mm, got {spacing!r}")
+    # Check every step before touching a voxel: a bad step fails fast, not half-way.
+    plans = [_plan(step, spacing_arr) for step in steps]
+    out = labels.copy()
+    if not steps or not out.any():
+        return out
+    if np.issubdtype(out.dtype, np.signedinteger) and out.min() < 0:
+        raise ValueError("labels must not be negative")
+    # Every label's box in one pass. Boxes stay valid (see the module docstring) and are
+    # tightened after each step, so later steps only look at what is left.
+    boxes = {v + 1: b for v, b in enumerate(ndimage.find_objects(out)) if b is not None}
+    for step, (op, gaps) in zip(steps, plans):
+        chosen = boxes.keys() if step.labels is None else set(step.labels) & boxes.keys()
+        log.debug("refine %s on labels %s", step.kind, sorted(chosen))
+        for v in sorted(chosen):
+            crop = out[boxes[v]]  # a view: writes go straight into ``out``
+            mask = crop == v
+            parts = _parts(mask, gaps)
+            if op is None:
+                news = _keep_largest_in_parts(mask, parts)
+            else:
+                news = [op(mask[p]) for p in parts]
+            found = []
+            for part, new in zip(parts, news):
+                sub, old = crop[part], mask[part]
+                sub[old & ~new] = 0
+                sub[new & ~old & (sub == 0)] = v
+                inner = ndimage.find_objects((sub == v).view(np.uint8))
+                if inner:
+                    found.append(_shift(_shift(inner[0], part), boxes[v]))
+            if found:
+                boxes[v] = tuple(
+                    slice(min(b[a].start for b in found), max(b[a].stop for b in found))
+                    for a in range(3)
+                )
+            else:
+                del boxes[v]  # the label is gone; later steps skip it
+    return out

@@ -1,0 +1,302 @@
+"""Label-map refinement on synthetic shapes whose right answer is known voxel for voxel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medrecon.pipeline.config import RefineStep
+from medrecon.pipeline.refine import (
+    fill_holes,
+    keep_largest_component,
+    refine_labels,
+    remove_small_islands,
+    smooth,
+)
+
+KEEP = RefineStep("keep_largest_component")
+FILL = RefineStep("fill_holes")
+BOX_RADIUS = (1.8, 1.8, 1.8)  # an ellipsoid of these radii is exactly the 3x3x3 box
+
+
+def ball(shape: tuple[int, int, int], center: tuple[int, int, int], radius: float) -> np.ndarray:
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    return (z - center[0]) ** 2 + (y - center[1]) ** 2 + (x - center[2]) ** 2 <= radius**2
+
+
+def islands(shape: tuple[int, int, int] = (20, 20, 20)) -> np.ndarray:
+    """Cubes of 1, 8, 27 and 64 voxels, well apart."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[1, 1, 1] = True
+    mask[5:7, 5:7, 5:7] = True
+    mask[10:13, 10:13, 10:13] = True
+    mask[15:19, 1:5, 1:5] = True
+    return mask
+
+
+# --- mask functions ---------------------------------------------------------------------
+
+
+def test_keep_largest_component_picks_the_biggest_sphere():
+    shape = (40, 40, 40)
+    small = ball(shape, (6, 6, 6), 3)
+    big = ball(shape, (20, 20, 20), 8)
+    medium = ball(shape, (32, 32, 32), 5)
+    result = keep_largest_component(small | big | medium)
+    np.testing.assert_array_equal(result, big)
+    assert result.dtype == bool
+
+
+def test_keep_largest_component_uses_26_connectivity_and_raster_order_for_ties():
+    mask = np.zeros((10, 10, 10), dtype=bool)
+    mask[0:2, 0:2, 0:2] = True
+    mask[2:4, 2:4, 2:4] = True  # meets the first cube at a corner only: together 16 voxels
+    mask[6:8, 6:8, 6:9] = True  # 12 voxels: the largest only if corners did not connect
+    expected = mask.copy()
+    expected[6:8, 6:8, 6:9] = False
+    np.testing.assert_array_equal(keep_largest_component(mask), expected)
+    tie = np.zeros((10, 10, 10), dtype=bool)
+    tie[5:7, 0:2, 0:2] = True
+    tie[0:2, 5:7, 5:7] = True  # same size, first in raster order: this one wins
+    expected = np.zeros_like(tie)
+    expected[0:2, 5:7, 5:7] = True
+    np.testing.assert_array_equal(keep_largest_component(tie), expected)
+    assert not keep_largest_component(np.zeros((3, 3, 3), dtype=bool)).any()
+
+
+@pytest.mark.parametrize(
+    ("min_voxels", "kept"),
+    [(1, 100), (2, 99), (8, 99), (9, 91), (27, 91), (28, 64), (64, 64), (65, 0)],
+)
+def test_remove_small_islands_threshold_is_inclusive(min_voxels, kept):
+    result = remove_small_islands(islands(), min_voxels)
+    np.testing.assert_equal(int(result.sum()), kept)
+    assert not (result & ~islands()).any()
+
+
+def test_remove_small_islands_counts_a_diagonal_chain_as_one_island():
+    mask = np.zeros((8, 8, 8), dtype=bool)
+    for i in range(5):
+        mask[i, i, i] = True  # corner to corner
+    np.testing.assert_array_equal(remove_small_islands(mask, 5), mask)
+    assert not remove_small_islands(mask, 6).any()
+
+
+def test_fill_holes_fills_a_hollow_sphere_exactly():
+    shape = (24, 24, 24)
+    solid = ball(shape, (12, 12, 12), 9)
+    hollow = solid & ~ball(shape, (12, 12, 12), 5)
+    np.testing.assert_equal(int(fill_holes(hollow).sum()), int(solid.sum()))
+    np.testing.assert_array_equal(fill_holes(hollow), solid)
+
+
+def test_fill_holes_leaves_cavities_open_to_the_border():
+    cup = np.zeros((10, 10, 10), dtype=bool)
+    cup[0:8, 1:9, 1:9] = True
+    cup[0:7, 2:8, 2:8] = False  # the cup's inside reaches the array face at index 0
+    np.testing.assert_array_equal(fill_holes(cup), cup)
+    tube = np.zeros((10, 10, 10), dtype=bool)
+    tube[:, 2:8, 2:8] = True
+    tube[:, 4:6, 4:6] = False  # a channel right through the array
+    np.testing.assert_array_equal(fill_holes(tube), tube)
+
+
+def test_fill_holes_background_is_6_connected():
+    cube = np.zeros((7, 7, 7), dtype=bool)
+    cube[1:6, 1:6, 1:6] = True
+    # A channel from the centre to the face that turns by edges only: voxels meeting at
+    # an edge are not connected background, so only the face voxel leaks out.
+    for voxel in [(3, 3, 3), (4, 4, 3), (5, 5, 3)]:
+        cube[voxel] = False
+    expected = cube.copy()
+    expected[3, 3, 3] = expected[4, 4, 3] = True
+    np.testing.assert_array_equal(fill_holes(cube), expected)
+
+
+def test_smooth_removes_a_spur_and_fills_a_notch():
+    cube = np.zeros((20, 20, 20), dtype=bool)
+    cube[4:14, 4:14, 4:14] = True
+    rough = cube.copy()
+    rough[14:18, 8, 8] = True  # a one-voxel-thin spur, 4 long
+    rough[4, 9, 9] = False  # a one-voxel pit in another face
+    rough[6:12, 13, 9] = False  # a one-voxel-wide groove in a third face
+    np.testing.assert_array_equal(smooth(rough, BOX_RADIUS), cube)
+
+
+def test_smooth_keeps_a_big_ball_and_adds_nothing_to_it():
+    solid = ball((40, 40, 40), (20, 20, 20), 15)
+    result = smooth(solid, (2.0, 2.0, 2.0))
+    np.testing.assert_allclose(result.sum(), solid.sum(), rtol=0.02)
+    assert not (result & ~solid).any()
+
+
+def test_smooth_at_the_array_border_and_without_extent_on_an_axis():
+    block = np.zeros((12, 12, 12), dtype=bool)
+    block[0:10, 0:12, 2:9] = True  # touches four faces of the array
+    np.testing.assert_array_equal(smooth(block, BOX_RADIUS), block)
+    plate = np.zeros((9, 12, 12), dtype=bool)
+    plate[4, 1:11, 1:11] = True  # one voxel thick along axis 0
+    np.testing.assert_array_equal(smooth(plate, (0.4, 1.8, 1.8)), plate)
+    assert not smooth(plate, BOX_RADIUS).any()
+    np.testing.assert_array_equal(smooth(plate, (0.4, 0.4, 0.4)), plate)
+    assert not smooth(plate, (0.6, 1.8, 1.8)).any()  # 0.6 rounds to a 1-voxel extent
+
+
+def test_smooth_closes_a_gap_between_two_blocks():
+    labels = np.zeros((20, 12, 12), dtype=np.uint8)
+    labels[3:9, 3:9, 3:9] = 1
+    labels[10:16, 3:9, 3:9] = 1  # one empty slice between the blocks
+    expected = np.zeros_like(labels)
+    expected[3:16, 3:9, 3:9] = 1
+    np.testing.assert_array_equal(smooth(labels == 1, BOX_RADIUS), expected == 1)
+    step = RefineStep("smooth", None, {"radius_mm": 1.8})
+    np.testing.assert_array_equal(refine_labels(labels, (1, 1, 1), [step]), expected)
+
+
+# --- refine_labels ----------------------------------------------------------------------
+
+
+def test_refine_labels_converts_min_volume_with_anisotropic_spacing():
+    labels = islands().astype(np.uint8)
+    spacing = (0.5, 0.5, 2.0)  # 0.5 mm3 per voxel
+    step = RefineStep("remove_small_islands", None, {"min_volume_mm3": 4.0})  # 8 voxels
+    np.testing.assert_equal(int(refine_labels(labels, spacing, [step]).sum()), 99)
+    step = RefineStep("remove_small_islands", None, {"min_volume_mm3": 4.2})  # 8.4 -> 9
+    np.testing.assert_equal(int(refine_labels(labels, spacing, [step]).sum()), 91)
+    # 8 voxels of 0.539 mm3, though 4.312 / 0.539 is 8.000000000000002 in floating point.
+    step = RefineStep("remove_small_islands", None, {"min_volume_mm3": 4.312})
+    np.testing.assert_equal(int(refine_labels(labels, (0.7, 0.7, 1.1), [step]).sum()), 99)
+
+
+def test_refine_labels_converts_radius_per_axis():
+    plate = np.zeros((9, 12, 12), dtype=np.uint8)
+    plate[4, 1:11, 1:11] = 3
+    step = RefineStep("smooth", None, {"radius_mm": 1.8})
+    # 1.8 mm is 0.36 voxel along the 5 mm axis: no extent there, the plate fits.
+    np.testing.assert_array_equal(refine_labels(plate, (5.0, 1.0, 1.0), [step]), plate)
+    assert not refine_labels(plate, (1.0, 1.0, 1.0), [step]).any()
+    rough = np.zeros((20, 20, 20), dtype=np.uint8)
+    rough[4:14, 4:14, 4:14] = 1
+    rough[14:18, 8, 8] = 1
+    step = RefineStep("smooth", None, {"radius_mm": 2.0})
+    expected = smooth(rough == 1, (2.0, 4.0, 1.0)).astype(np.uint8)
+    np.testing.assert_array_equal(refine_labels(rough, (1.0, 0.5, 2.0), [step]), expected)
+
+
+def test_refine_labels_never_overwrites_another_label():
+    shape = (24, 24, 24)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[ball(shape, (12, 12, 12), 9)] = 1
+    labels[ball(shape, (12, 12, 12), 5)] = 0
+    labels[ball(shape, (12, 12, 12), 3)] = 2  # label 2 sits inside label 1's cavity
+    expected = np.where(ball(shape, (12, 12, 12), 9), 1, 0).astype(np.uint8)
+    expected[ball(shape, (12, 12, 12), 3)] = 2
+    np.testing.assert_array_equal(refine_labels(labels, (1, 1, 1), [FILL]), expected)
+
+    cube = np.zeros((20, 20, 20), dtype=np.uint8)
+    cube[4:14, 4:14, 4:14] = 1
+    cube[4, 9, 9] = 2  # a notch filled by another label
+    cube[14:18, 8, 8] = 1  # a spur: removed, i.e. set to 0
+    expected = np.zeros_like(cube)
+    expected[4:14, 4:14, 4:14] = 1
+    expected[4, 9, 9] = 2
+    step = RefineStep("smooth", (1,), {"radius_mm": 1.8})
+    np.testing.assert_array_equal(refine_labels(cube, (1, 1, 1), [step]), expected)
+
+
+def test_refine_labels_restricted_to_a_subset_and_input_untouched():
+    labels = np.zeros((20, 20, 40), dtype=np.uint16)
+    labels[:, :, :20][islands()] = 7
+    labels[:, :, 20:][islands()] = 300
+    before = labels.copy()
+    step = RefineStep("remove_small_islands", (300, 5), {"min_volume_mm3": 27.0})
+    result = refine_labels(labels, (1.0, 1.0, 1.0), [step])
+    np.testing.assert_array_equal(labels, before)
+    assert result.dtype == np.uint16
+    np.testing.assert_array_equal(result[:, :, :20], before[:, :, :20])
+    np.testing.assert_equal(int((result == 300).sum()), 91)
+    only_7 = refine_labels(labels, (1.0, 1.0, 1.0), [RefineStep(KEEP.kind, (7,))])
+    np.testing.assert_equal([(only_7 == 7).sum(), (only_7 == 300).sum()], [64, 100])
+
+
+def test_refine_labels_keeps_the_first_of_equal_islands_far_apart():
+    labels = np.zeros((30, 30, 30), dtype=np.uint8)
+    labels[20:22, 0:2, 0:2] = 4
+    labels[0:2, 25:27, 25:27] = 4  # first in raster order
+    expected = np.zeros_like(labels)
+    expected[0:2, 25:27, 25:27] = 4
+    np.testing.assert_array_equal(refine_labels(labels, (1, 1, 1), [KEEP]), expected)
+
+
+def test_refine_labels_empty_map_vanishing_label_and_no_steps():
+    empty = np.zeros((5, 6, 7), dtype=np.uint8)
+    result = refine_labels(empty, (1, 1, 1), [KEEP, FILL])
+    assert result is not empty
+    assert result.dtype == np.uint8
+    assert not result.any()
+    labels = islands().astype(np.uint8)
+    drop_all = RefineStep("remove_small_islands", None, {"min_volume_mm3": 1000.0})
+    smooth_step = RefineStep("smooth", None, {"radius_mm": 1.0})
+    assert not refine_labels(labels, (1, 1, 1), [drop_all, FILL, smooth_step]).any()
+    unchanged = refine_labels(labels, (1, 1, 1), [])
+    np.testing.assert_array_equal(unchanged, labels)
+    assert unchanged is not labels
+
+
+def test_refine_labels_rejects_bad_steps_and_input():
+    labels = islands().astype(np.uint8)
+    with pytest.raises(ValueError, match="dilate"):
+        refine_labels(labels, (1, 1, 1), [KEEP, RefineStep("dilate")])
+    with pytest.raises(ValueError, match="radius_mm"):
+        refine_labels(labels, (1, 1, 1), [RefineStep("smooth")])
+    with pytest.raises(ValueError, match="spacing"):
+        refine_labels(labels, (1, 0, 1), [KEEP])
+    with pytest.raises(ValueError, match="3D integer"):
+        refine_labels(labels.astype(float), (1, 1, 1), [KEEP])
+
+
+def _per_label_on_whole_volume(labels: np.ndarray, steps: list[RefineStep]) -> np.ndarray:
+    """The definition of refine_labels, without boxes: each mask function on the whole map."""
+    out = labels.copy()
+    for step in steps:
+        for value in [v for v in np.unique(out) if v and (step.labels is None or v in step.labels)]:
+            mask = out == value
+            if step.kind == "keep_largest_component":
+                new = keep_largest_component(mask)
+            elif step.kind == "remove_small_islands":
+                new = remove_small_islands(mask, int(step.params["min_volume_mm3"]))
+            elif step.kind == "fill_holes":
+                new = fill_holes(mask)
+            else:
+                new = smooth(mask, (step.params["radius_mm"],) * 3)
+            out[mask & ~new] = 0
+            out[new & ~mask & (out == 0)] = value
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_refine_labels_on_boxes_equals_whole_volume(seed):
+    """Boxes, cut around stray islands, must not change any answer."""
+    rng = np.random.default_rng(seed)
+    shape = (24, 20, 22)
+    labels = np.zeros(shape, dtype=np.uint8)
+    for _ in range(10):  # overlapping blocks of random labels, some hollowed out
+        lo = rng.integers(0, 18, 3)
+        hi = lo + rng.integers(2, 10, 3)
+        labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = rng.integers(1, 5)
+        if rng.random() < 0.3:
+            labels[lo[0] + 1 : hi[0] - 1, lo[1] + 1 : hi[1] - 1, lo[2] + 1 : hi[2] - 1] = 0
+    strays = rng.random(shape) < 0.01
+    labels[strays] = rng.integers(0, 5, int(strays.sum()))
+    pool = [
+        KEEP,
+        FILL,
+        RefineStep("remove_small_islands", None, {"min_volume_mm3": 4.0}),
+        RefineStep("remove_small_islands", (1, 2), {"min_volume_mm3": 30.0}),
+        RefineStep("smooth", None, {"radius_mm": 1.0}),
+        RefineStep("smooth", (3, 4), {"radius_mm": 2.5}),
+        RefineStep(KEEP.kind, (2, 4)),
+    ]
+    steps = [pool[i] for i in rng.integers(0, len(pool), 4)]
+    expected = _per_label_on_whole_volume(labels, steps)
+    np.testing.assert_array_equal(refine_labels(labels, (1.0, 1.0, 1.0), steps), expected)
