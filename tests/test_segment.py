@@ -266,3 +266,16 @@ def test_network_trained_here_segments_a_new_volume(ball_pipeline, orientation):
     assert seg.pipeline.name == "test-ball" and seg.device == "cpu"
     assert _dice(seg.labels.array == 1, mask) > 0.9
     assert set(np.unique(seg.labels.array)) <= {0, 1}
+
+
+def test_labels_reach_the_scan_edge_beyond_the_last_model_voxel(threshold_weights):
+    """41 voxels at 2 mm resampled to 3 mm: the model grid's last centre is 78 mm, the
+    native one 80 mm. A structure touching that edge keeps its edge voxels (as Invertd)."""
+    shape = (41, 20, 20)
+    mask = np.zeros(shape, bool)
+    mask[30:, 5:15, 5:15] = True
+    volume = Volume(mask.astype(np.int16), _affine(np.eye(3), (2.0, 2.0, 2.0)))
+    seg = segment(volume, _pipeline(threshold_weights, (3.0, 3.0, 3.0), crop=False), device="cpu")
+    labels = seg.labels.array == 1
+    assert labels[40, 6:14, 6:14].all()
+    assert _dice(labels, mask) > 0.95

@@ -79,14 +79,13 @@ def _interp_axis(sub: torch.Tensor, axis: int, coords: np.ndarray) -> torch.Tens
 
 
 def _slab_separable(probs, m, perm, shape, k0, k1):
-    """(C, X, Y, k1-k0) probabilities and an inside-mask for one native slab."""
+    """(C, X, Y, k1-k0) probabilities for one native slab."""
     ranges = [np.arange(shape[0]), np.arange(shape[1]), np.arange(k0, k1)]
-    coords, inside, lo_hi = [], [], []
+    coords, lo_hi = [], []
     for a in range(3):
         p = perm[a]
         c = _snap(m[p, a] * ranges[a] + m[p, 3])
         n = probs.shape[1 + p]
-        inside.append((c >= -0.5) & (c <= n - 0.5))
         c = np.clip(c, 0, n - 1)
         lo, hi = int(np.floor(c.min())), int(np.ceil(c.max()))
         coords.append(c - lo)
@@ -97,8 +96,7 @@ def _slab_separable(probs, m, perm, shape, k0, k1):
     sub = probs[tuple(index)].permute(0, 1 + perm[0], 1 + perm[1], 1 + perm[2])
     for a in range(3):
         sub = _interp_axis(sub, 1 + a, coords[a])
-    mask = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
-    return sub, mask
+    return sub
 
 
 def _slab_general(probs, m, shape, k0, k1):
@@ -112,7 +110,6 @@ def _slab_general(probs, m, shape, k0, k1):
     ijk = np.stack([ii, jj, kk], axis=-1).reshape(-1, 3).astype(np.float64)
     c = _snap(ijk @ m[:3, :3].T + m[:3, 3])
     sizes = np.asarray(probs.shape[1:], dtype=np.float64)
-    mask = np.all((c >= -0.5) & (c <= sizes - 0.5), axis=1).reshape(ii.shape)
     # grid_sample with align_corners=True: -1 and +1 are the first and last voxel
     # centres; its last grid axis lists (W, H, D) = model axes (2, 1, 0).
     norm = 2.0 * c / np.maximum(sizes - 1, 1) - 1.0
@@ -121,7 +118,7 @@ def _slab_general(probs, m, shape, k0, k1):
     out = F.grid_sample(
         probs.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True
     )
-    return out[0], mask
+    return out[0]
 
 
 def model_to_native(
@@ -146,21 +143,18 @@ def model_to_native(
     shape = tuple(int(n) for n in native_shape)
     n_ch = int(probs.shape[0])
     labels = np.zeros(shape, dtype=label_dtype)
-    out_probs = np.zeros((*shape, n_ch), dtype=np.float32) if with_probabilities else None
-    if out_probs is not None:
-        out_probs[..., 0] = 1.0  # outside the model grid is background
+    out_probs = np.empty((*shape, n_ch), dtype=np.float32) if with_probabilities else None
     slab = max(1, _SLAB_VOXELS // max(1, shape[0] * shape[1]))
     with torch.inference_mode():
         for k0 in range(0, shape[2], slab):
             k1 = min(shape[2], k0 + slab)
             if perm is not None:
-                values, mask = _slab_separable(probs, m, perm, shape, k0, k1)
+                values = _slab_separable(probs, m, perm, shape, k0, k1)
             else:
-                values, mask = _slab_general(probs, m, shape, k0, k1)
+                values = _slab_general(probs, m, shape, k0, k1)
             # argmax where the probabilities are (GPU or CPU); only labels travel back.
             best = values.argmax(dim=0).to(torch.int32).cpu().numpy()
-            labels[:, :, k0:k1] = np.where(mask, best, 0).astype(label_dtype, copy=False)
+            labels[:, :, k0:k1] = best
             if out_probs is not None:
-                part = values.permute(1, 2, 3, 0).cpu().numpy()
-                out_probs[:, :, k0:k1][mask] = part[mask]
+                out_probs[:, :, k0:k1] = values.permute(1, 2, 3, 0).cpu().numpy()
     return labels, out_probs
