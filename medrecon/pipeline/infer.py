@@ -149,7 +149,9 @@ def _one_attempt(net, image, spec: InferenceSpec, attempt: Attempt) -> torch.Ten
 
     device = torch.device(attempt.device)
     net.to(device)
-    x = image.to(device) if attempt.stitch_device != "cpu" else image
+    # The input lives where the windows are stitched; windows travel to the network.
+    x = image.to(attempt.stitch_device)
+    cval = float(x.min())  # pad like background, not like mid-grey
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         return _first_tensor(net(window))
@@ -174,7 +176,7 @@ def _one_attempt(net, image, spec: InferenceSpec, attempt: Attempt) -> torch.Ten
                 mode=spec.blend,
                 sigma_scale=spec.sigma_scale,
                 padding_mode="constant",
-                cval=float(x.min()),
+                cval=cval,
                 sw_device=device,
                 device=torch.device(attempt.stitch_device),
             )

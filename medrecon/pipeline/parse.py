@@ -170,7 +170,7 @@ def parse_pipeline(
     top = _Section(data, "", origin)
     name = top.string("name", required=True)
     labels = _parse_labels(top.get("labels", required=True), origin)
-    network = _parse_network(top.section("network", required=True), origin)
+    network = _parse_network(top.section("network", required=True))
     max_label = max(label.value for label in labels)
     if network.out_channels is not None and network.out_channels != max_label + 1:
         raise PipelineError(
@@ -253,9 +253,7 @@ def _parse_labels(raw: Any, origin: str) -> tuple[Label, ...]:
     return tuple(sorted(labels, key=lambda lab: lab.value))
 
 
-def _parse_intensity(sec: _Section | None) -> IntensitySpec:
-    if sec is None:
-        raise PipelineError("pipeline: 'preprocess.intensity' is required")
+def _parse_intensity(sec: _Section) -> IntensitySpec:
     mode = sec.string("mode", required=True)
     if mode not in INTENSITY_MODES:
         raise sec.error("mode", f"must be one of {', '.join(INTENSITY_MODES)}, got {mode!r}")
@@ -301,7 +299,7 @@ def _parse_preprocess(sec: _Section) -> PreprocessSpec:
     return spec
 
 
-def _parse_network(sec: _Section, origin: str) -> NetworkSpec:
+def _parse_network(sec: _Section) -> NetworkSpec:
     name = sec.string("name", required=True)
     if name not in NETWORKS:
         raise sec.error("name", f"must be one of {', '.join(NETWORKS)}, got {name!r}")
@@ -391,7 +389,7 @@ def _parse_coarse(sec: _Section, base_dir: Path, check: bool) -> CoarseSpec:
     spec = CoarseSpec(
         spacing=sec.triple("spacing", required=True),
         margin_mm=sec.number("margin_mm", 20.0, lo=0.0),
-        network=_parse_network(net_sec, sec.origin) if net_sec else None,
+        network=_parse_network(net_sec) if net_sec else None,
         weights=_parse_weights(sec.section("weights"), base_dir, check),
     )
     if (spec.network is None) != (spec.weights is None):
