@@ -1,0 +1,1 @@
+"""Cohort processing: many studies through `medrecon run`, resumable and fault-isolated."""

@@ -1,0 +1,1 @@
+"""Training and evaluation of medrecon models on a labelled cohort."""
