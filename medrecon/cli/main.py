@@ -16,6 +16,7 @@ _COMMANDS = {
     "convert": "medrecon.cli.convert",
     "pipelines": "medrecon.cli.pipelines",
     "segment": "medrecon.cli.segment",
+    "run": "medrecon.cli.run",
 }
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecon.errors import AmbiguousInputError, InputError, MedreconError, NoImageError
-from medrecon.io.report import ScanReport, SkippedFile
+from medrecon.io.report import ScanReport, SeriesSummary, SkippedFile
 from medrecon.volume import Volume
 
 __all__ = ["LoadResult", "load", "load_all", "read", "scan"]
@@ -92,6 +92,7 @@ def read(
     uneven: str = "resample",
     tilt: str = "correct",
     workers: int | None = None,
+    select: Callable[[list[SeriesSummary]], Sequence[int]] | None = None,
 ) -> LoadResult:
     """Read every volume under ``path``.
 
@@ -99,6 +100,8 @@ def read(
     slices on a uniform grid, with a warning; "error" refuses them.
     ``tilt``: "correct" (default) resamples gantry-tilted (sheared) stacks onto an
     orthogonal grid; "error" refuses them. ``workers``: header-reading processes.
+    ``select``: for DICOM, called with the header summary of every volume-to-be; it
+    returns the indices to decode (so unwanted series cost no pixel decoding).
     """
     p = _check(path, uneven, tilt)
     ext = _suffix(p)
@@ -123,6 +126,10 @@ def read(
             raise _no_images(
                 p, headers.n_files, [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
             )
+        if select is not None:
+            from medrecon.io.dicom.stack import summarize_stack
+
+            plans = [plans[i] for i in select([summarize_stack(pl) for pl in plans])]
         volumes = []
         for plan in plans:
             try:

@@ -1,0 +1,86 @@
+"""``medrecon run INPUT -o OUTDIR``: a study in, every Slicer-ready output out.
+
+Calls :func:`medrecon.run.run_study` and shows each stage with its time on
+stderr as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medrecon.outputs import MESH_FORMATS
+
+__all__ = ["add_parser", "main", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run", help="segment a study and write Slicer-ready outputs (labels, meshes, scene...)"
+    )
+    p.add_argument("input", help="DICOM folder/zip/file, NIfTI, NRRD or MHA")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
+    p.add_argument(
+        "--pipeline",
+        default="abdomen-ct",
+        help="shipped pipeline name or YAML file (default: %(default)s)",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--series", default=None, help="series number or UID (default: the one the pipeline fits)"
+    )
+    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
+    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
+    p.add_argument("--mrb", action="store_true", help="also pack the scene into scene.mrb")
+    p.add_argument(
+        "--outputs",
+        default=None,
+        help="comma-separated subset of: image, labels, seg_nrrd, meshes, scene, dicom_seg, "
+        "stats, preview (default: the pipeline's list)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true", help="do not show stages as they finish")
+    p.set_defaults(run=run)
+    return p
+
+
+def _progress(stage: str, seconds: float) -> None:
+    print(f"  {stage:<12} {seconds:7.2f} s", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrecon.run import run_study
+
+    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
+    if not args.no_progress:
+        print(f"medrecon run: {args.input} -> {args.output}", file=sys.stderr, flush=True)
+    result = run_study(
+        args.input,
+        args.output,
+        pipeline=args.pipeline,
+        device=args.device,
+        series=args.series,
+        mesh_format=args.mesh_format,
+        dicom_seg=not args.no_dicom_seg,
+        mrb=args.mrb,
+        outputs=outputs,
+        overwrite=args.overwrite,
+        progress=None if args.no_progress else _progress,
+    )
+    found = ", ".join(row["name"] for row in result.stats) or "none"
+    total = sum(v for k, v in result.timings.items() if "." not in k)
+    print(f"{result.outdir}: {len(result.outputs) + 1} files; labels found: {found}")
+    print(
+        f"series {result.series_number} ({result.series_uid}); device {result.device}; "
+        f"{total:.1f} s"
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from medrecon.cli.main import main as medrecon_main
+
+    return medrecon_main(["run", *(argv if argv is not None else sys.argv[1:])])

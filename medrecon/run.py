@@ -1,0 +1,305 @@
+"""``run_study``: one study in, every Slicer-ready output out (``medrecon run``).
+
+The study is read, the series that fits the pipeline is chosen, segmented, and
+each output the pipeline lists is written into a temporary folder beside
+OUTDIR; the folder is renamed into place only when everything (``run.json``
+last) is written, so an interrupted run leaves a whole result or none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medrecon.errors import InputError, OutputExistsError
+from medrecon.outputs import OutputPlan, write_outputs
+from medrecon.pipeline.config import Pipeline
+from medrecon.volume import Volume
+
+__all__ = ["RUN_JSON", "RunResult", "is_complete", "run_study"]
+
+logger = logging.getLogger(__name__)
+
+RUN_JSON = "run.json"
+
+#: Called after each stage with its name and duration in seconds.
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class RunResult:
+    """What ``run_study`` made and how."""
+
+    outdir: Path
+    status: str
+    input_kind: str
+    series_uid: str | None
+    series_number: int | None
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: One row per label found (see :func:`medrecon.export.stats.label_statistics`).
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    run_json: Path | None = None
+    outputs: list[str] = field(default_factory=list)
+
+
+class _Clock:
+    """Times named stages and reports each to the progress callback."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.timings: dict[str, float] = {}
+        self._progress = progress
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - t0
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        logger.info("%s: %.2f s", name, seconds)
+        if self._progress is not None:
+            self._progress(name, seconds)
+
+
+def input_kind(path: Path) -> str:
+    """``dicom``, ``zip``, ``nifti`` or ``itk`` from the path alone."""
+    name = path.name.lower()
+    if path.is_file() and name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if path.is_file() and name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+        return "itk"
+    if path.is_file() and name.endswith(".zip"):
+        return "zip"
+    return "dicom"
+
+
+@contextmanager
+def _readable(path: Path, kind: str) -> Iterator[Path]:
+    """The path to read; a zip is unpacked for the whole run so DICOM SEG can
+    reference its files (they are needed after loading)."""
+    if kind != "zip":
+        yield path
+        return
+    from medrecon.io.archive import extracted_zip
+
+    with extracted_zip(path) as folder:
+        yield folder
+
+
+def _load_series(path: Path, pipeline: Pipeline, series, where: str, warnings: list[str]):
+    """The volume to segment, chosen by :func:`medrecon.selection.choose_series`."""
+    from medrecon.io.api import read
+    from medrecon.selection import choose_series, describe_series
+
+    picked: list[str] = []
+
+    def select(summaries):
+        choice = choose_series(summaries, modality=pipeline.modality, series=series, where=where)
+        s = summaries[choice.index]
+        picked.append(f"series {describe_series(s)}: {choice.reason}")
+        return [choice.index]
+
+    result = read(path, select=select)
+    if picked:
+        logger.info("%s: %s", where, picked[0])
+    volume = result.volumes[0]
+    if volume.array.ndim != 3:
+        raise InputError(
+            f"{where}: the volume is 4D {volume.shape}; segmentation needs one 3D volume. "
+            "Pass --series to choose a 3D series."
+        )
+    warnings.extend(volume.meta.warnings)
+    return volume, (picked[0] if picked else None)
+
+
+def _check_paths(source: Path, outdir: Path, overwrite: bool) -> None:
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder")
+    src, out = source.resolve(), outdir.resolve()
+    if src == out or out in src.parents:
+        raise InputError(
+            f"output folder {outdir} contains the input {source}; choose an output folder "
+            "outside the study so the input can never be overwritten"
+        )
+    if outdir.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{outdir} exists; pass --overwrite to replace it, or choose another folder"
+        )
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputExistsError(f"{outdir} exists and is not a folder")
+
+
+def _move_into_place(tmp: Path, outdir: Path) -> None:
+    """Rename the finished temp folder to ``outdir``; an old ``outdir`` is
+    renamed aside first and deleted only after the new one is in place."""
+    old = None
+    if outdir.exists():
+        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.rename(outdir, old)
+    os.rename(tmp, outdir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _segmenter_for(pipeline, segmenter, device: str):
+    from medrecon.pipeline.segment import Segmenter
+
+    if segmenter is not None:
+        return segmenter
+    return Segmenter(pipeline, device=device)
+
+
+def run_study(
+    input_path: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    pipeline: str | os.PathLike[str] | Pipeline = "abdomen-ct",
+    segmenter=None,
+    device: str = "auto",
+    series: str | int | None = None,
+    mesh_format: str = "stl",
+    dicom_seg: bool = True,
+    mrb: bool = False,
+    outputs: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Segment one study and write every output into ``outdir``.
+
+    ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`) is
+    reused when given, so a cohort worker loads its model once; ``pipeline`` and
+    ``device`` are then ignored. ``outputs`` is a subset of
+    :data:`medrecon.pipeline.config.OUTPUTS` (default: the pipeline's list);
+    ``dicom_seg=False`` drops the DICOM SEG. Raises a
+    :class:`~medrecon.errors.MedreconError` subclass for bad input; nothing is
+    left in ``outdir`` then.
+    """
+    source, outdir = Path(input_path), Path(outdir)
+    _check_paths(source, outdir, overwrite)
+    started = datetime.now(timezone.utc)
+    clock = _Clock(progress)
+    warnings: list[str] = []
+    kind = input_kind(source)
+    with clock.stage("load_model"):
+        seg_engine = _segmenter_for(pipeline, segmenter, device)
+    pipe: Pipeline = seg_engine.pipeline
+    plan = OutputPlan.from_pipeline(pipe, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
+    plan = plan.for_input(is_dicom=kind in ("dicom", "zip"), warnings=warnings)
+
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        with _readable(source, kind) as readable:
+            with clock.stage("load"):
+                volume, chosen = _load_series(readable, pipe, series, str(source), warnings)
+            with clock.stage("segment"):
+                seg = seg_engine(volume)
+            warnings.extend(seg.warnings)
+            for name, seconds in seg.timings.items():
+                clock.timings[f"segment.{name}"] = seconds
+            written = write_outputs(
+                tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
+            )
+        result = RunResult(
+            outdir=outdir,
+            status="complete",
+            input_kind=kind,
+            series_uid=volume.meta.series_uid,
+            series_number=volume.meta.series_number,
+            device=seg.device,
+            timings=clock.timings,
+            warnings=warnings,
+            stats=written.stats,
+            outputs=sorted(written.files),
+        )
+        record = _run_record(source, volume, chosen, pipe, result, written, started)
+        from medrecon.atomic import atomic_write_json
+
+        atomic_write_json(tmp / RUN_JSON, record)
+        _move_into_place(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.run_json = outdir / RUN_JSON
+    return result
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("medrecon", "numpy", "torch", "monai", "nibabel", "pydicom", "SimpleITK")
+    names += ("scikit-image", "highdicom", "pynrrd", "vtk")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _run_record(source, volume: Volume, chosen, pipe: Pipeline, result, written, started):
+    from medrecon.pipeline.parse import sha256_file
+
+    weights = pipe.weights
+    meta = volume.meta
+    return {
+        "status": result.status,
+        "input": {
+            "path": str(source.resolve()),
+            "kind": result.input_kind,
+            "series_uid": meta.series_uid,
+            "series_number": meta.series_number,
+            "series_description": meta.description,
+            "study_uid": meta.study_uid,
+            "modality": meta.modality,
+            "series_choice": chosen,
+            "n_source_files": len(meta.source_files),
+            "shape": list(volume.shape),
+            "spacing_mm": [round(s, 6) for s in volume.spacing],
+            "orientation": "".join(volume.orientation_codes()),
+            "gantry_tilt_deg": meta.gantry_tilt_deg,
+        },
+        "pipeline": {
+            "name": pipe.name,
+            "version": pipe.version,
+            "file": str(pipe.source) if pipe.source else None,
+            "weights": str(weights.path) if weights else None,
+            "weights_sha256": sha256_file(weights.path) if weights else None,
+        },
+        "device": result.device,
+        "versions": _versions(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "labels_found": [row["name"] for row in result.stats],
+        "meshes": written.meshes,
+        "skipped_outputs": written.skipped,
+        "warnings": result.warnings,
+        "outputs": [*result.outputs, RUN_JSON],
+    }
+
+
+def is_complete(outdir: str | os.PathLike[str]) -> bool:
+    """True when ``outdir/run.json`` says complete and every file it lists exists."""
+    import json
+
+    path = Path(outdir) / RUN_JSON
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if record.get("status") != "complete":
+        return False
+    return all((Path(outdir) / rel).is_file() for rel in record.get("outputs", []))

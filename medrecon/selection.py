@@ -1,0 +1,98 @@
+"""Which series of a study a pipeline should segment.
+
+A DICOM folder often holds several series (scouts, thin and thick
+reconstructions, contrast phases, other planes). ``medrecon run`` picks the one
+that fits the pipeline: the right modality, 3D, enough slices, axial first,
+then the most voxels (the finest reconstruction), then thinner slices. The
+choice and the runners-up are reported so the user can override it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from medrecon.errors import NoImageError
+from medrecon.io.report import SeriesSummary
+
+__all__ = ["MIN_SLICES", "SeriesChoice", "choose_series", "describe_series"]
+
+#: Fewer slices than this is a localiser or a single-slice series, not a volume to segment.
+MIN_SLICES = 8
+
+_PLANE_RANK = {"axial": 0, "oblique": 1, "coronal": 2, "sagittal": 2}
+
+
+@dataclass(frozen=True)
+class SeriesChoice:
+    """The chosen volume (index into the summaries) and why."""
+
+    index: int
+    reason: str
+
+
+def describe_series(s: SeriesSummary) -> str:
+    """``#3 'Abdomen 1.0' CT axial 512x512x300`` for messages."""
+    extra = "".join(f", {k}={v}" for k, v in s.distinguishing.items())
+    shape = "x".join(str(n) for n in s.shape)
+    return f"#{s.series_number} '{s.description}' {s.modality} {s.orientation} {shape}{extra}"
+
+
+def _matches(s: SeriesSummary, series: str) -> bool:
+    return series == s.series_uid or (
+        s.series_number is not None and series == str(s.series_number)
+    )
+
+
+def _unsuitable(s: SeriesSummary, modality: str | None) -> str | None:
+    if modality and s.modality.upper() != modality.upper():
+        return f"modality {s.modality or 'unknown'}, pipeline wants {modality}"
+    if len(s.shape) != 3:
+        return f"{len(s.shape)}D (a repeated acquisition), pipeline wants one 3D volume"
+    if s.shape[2] < MIN_SLICES:
+        return f"only {s.shape[2]} slice(s)"
+    return None
+
+
+def choose_series(
+    summaries: Sequence[SeriesSummary],
+    *,
+    modality: str | None,
+    series: str | int | None = None,
+    where: str = "study",
+) -> SeriesChoice:
+    """The volume to segment among ``summaries``.
+
+    ``series`` (UID or number) forces the choice; several volumes of one series
+    (echoes, image types) are then narrowed by the same ranking. Raises
+    :class:`NoImageError` naming every candidate and why it was refused.
+    """
+    indices = list(range(len(summaries)))
+    if series is not None:
+        indices = [i for i in indices if _matches(summaries[i], str(series))]
+        if not indices:
+            found = "; ".join(describe_series(s) for s in summaries)
+            raise NoImageError(f"{where}: no series {series!r}; found: {found}")
+    refused = {i: _unsuitable(summaries[i], modality) for i in indices}
+    suitable = [i for i in indices if refused[i] is None]
+    if not suitable:
+        detail = "; ".join(f"{describe_series(summaries[i])}: {refused[i]}" for i in indices)
+        raise NoImageError(
+            f"{where}: no series suits this pipeline ({detail}). Pass --series to choose "
+            "one, or use a pipeline for this modality."
+        )
+
+    def rank(i: int) -> tuple:
+        s = summaries[i]
+        voxels = s.shape[0] * s.shape[1] * s.shape[2]
+        return (_PLANE_RANK.get(s.orientation, 3), -voxels, s.spacing[2])
+
+    best = min(suitable, key=rank)
+    s = summaries[best]
+    if series is not None and len(indices) == 1:
+        reason = "chosen with --series"
+    elif len(suitable) == 1:
+        reason = f"the only suitable series of {len(summaries)}"
+    else:
+        reason = f"the largest {s.orientation} {s.modality} series of {len(suitable)} suitable"
+    return SeriesChoice(best, reason)

@@ -1,0 +1,73 @@
+"""Series choice for a pipeline: modality, 3D, enough slices, axial, most voxels."""
+
+from __future__ import annotations
+
+import pytest
+
+from medrecon.errors import NoImageError
+from medrecon.io.report import SeriesSummary
+from medrecon.selection import choose_series
+
+
+def _series(number, modality="CT", shape=(512, 512, 100), orientation="axial", thick=1.0):
+    return SeriesSummary(
+        series_uid=f"1.2.3.{number}",
+        series_number=number,
+        description=f"series {number}",
+        modality=modality,
+        shape=shape,
+        spacing=(0.7, 0.7, thick),
+        n_slices=shape[2],
+        n_files=shape[2],
+        orientation=orientation,
+    )
+
+
+def test_largest_axial_ct_is_chosen():
+    study = [
+        _series(1, shape=(512, 512, 3)),  # too few slices
+        _series(2, shape=(512, 512, 60), thick=5.0),
+        _series(3, shape=(512, 512, 300)),
+        _series(4, shape=(512, 512, 400), orientation="coronal"),
+        _series(5, modality="MR", shape=(512, 512, 500)),
+        _series(6, shape=(512, 512, 300, 4)),  # 4D
+    ]
+    choice = choose_series(study, modality="CT")
+    assert choice.index == 2
+    assert "largest axial CT" in choice.reason
+
+
+def test_ties_prefer_thinner_slices_and_axial_over_other_planes():
+    study = [_series(1, thick=2.0), _series(2, thick=1.0)]
+    assert choose_series(study, modality="CT").index == 1
+    study = [_series(1, orientation="sagittal", shape=(512, 512, 900)), _series(2)]
+    assert choose_series(study, modality="CT").index == 1
+    # A lone coronal CT is still better than nothing.
+    assert choose_series([_series(7, orientation="coronal")], modality="CT").index == 0
+
+
+def test_series_option_picks_by_number_or_uid():
+    study = [_series(1), _series(2, shape=(512, 512, 20))]
+    assert choose_series(study, modality="CT", series="2").index == 1
+    assert choose_series(study, modality="CT", series="1.2.3.2").index == 1
+    assert choose_series(study, modality="CT", series=2).reason == "chosen with --series"
+
+
+def test_no_suitable_series_names_each_candidate_and_why():
+    study = [_series(1, modality="MR"), _series(2, shape=(512, 512, 2))]
+    with pytest.raises(NoImageError) as err:
+        choose_series(study, modality="CT", where="/data/study7")
+    text = str(err.value)
+    assert "/data/study7" in text
+    assert "modality MR, pipeline wants CT" in text
+    assert "only 2 slice(s)" in text
+    assert "--series" in text
+
+
+def test_unknown_series_lists_what_was_found():
+    with pytest.raises(NoImageError, match=r"no series '9'.*#1 'series 1' CT axial 512x512x100"):
+        choose_series([_series(1)], modality="CT", series="9")
+
+
+def test_modality_none_accepts_any():
+    assert choose_series([_series(1, modality="MR")], modality=None).index == 0
