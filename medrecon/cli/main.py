@@ -17,6 +17,7 @@ _COMMANDS = {
     "pipelines": "medrecon.cli.pipelines",
     "segment": "medrecon.cli.segment",
     "run": "medrecon.cli.run",
+    "evaluate": "medrecon.cli.evaluate",
 }
 
 
