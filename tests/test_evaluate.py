@@ -14,7 +14,9 @@ import pytest
 from scipy import ndimage
 
 from medrecon.errors import FormatError, InputError
+from medrecon.export.colortable import write_color_csv, write_ctbl
 from medrecon.io.nifti import write_nifti
+from medrecon.pipeline.config import Label
 from medrecon.train.evaluate import LabelMatchError, evaluate
 from medrecon.train.label_inputs import LabelMap, read_label_map, resample_nearest
 from medrecon.volume import Volume
@@ -180,15 +182,59 @@ def test_labels_matched_by_name_across_different_values(ref_path, ref, tmp_path)
     folder = tmp_path / "other-values"
     folder.mkdir()
     path = write_nifti(ref.volume.with_array(shifted), folder / "seg.nii.gz")
-    with open(folder / "seg.labels.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["value", "name", "color"])
-        writer.writerows([v, n.upper().replace("_", " "), "1 2 3"] for v, n in names.items())
+    # Slicer's CSV colour table, with Slicer-style display names ("Kidney right").
+    table = [Label(v, n.replace("_", " ").capitalize(), (1, 2, 3)) for v, n in names.items()]
+    write_color_csv(folder / "seg.labels.csv", table)
     result = evaluate(path, ref_path, labels=ORGANS)
     assert [s.name for s in result.scores] == ORGANS
     for s in result.scores:
         assert s.pred_value == s.ref_value + 150
         assert (s.dice, s.hd95_mm, s.nsd) == (1.0, 0.0, 1.0)
+
+
+def _slicerio_seg_nrrd(path: Path, vol: Volume, names: dict[int, str], offset: int) -> Path:
+    """A .seg.nrrd written by slicerio, its segments' values moved by ``offset``."""
+    import slicerio
+
+    array = np.where(vol.array > 0, vol.array.astype(np.int32) + offset, 0).astype(np.uint8)
+    present = sorted(set(np.unique(vol.array).tolist()) - {0})
+    segments = [
+        {"id": f"Segment_{v}", "labelValue": v + offset, "layer": 0, "name": names[v],
+         "color": [0.5, 0.25, 0.75]}
+        for v in present
+    ]  # fmt: skip
+    segmentation = {"voxels": array, "ijkToLPS": vol.lps_affine, "segments": segments}
+    slicerio.write_segmentation(str(path), segmentation)
+    return path
+
+
+def test_seg_nrrd_prediction_scores_as_its_nifti(ref_path, ref, tmp_path):
+    eroded = ref.volume.with_array(_eroded(ref, "liver", 1))
+    nifti = _write_labels(tmp_path, eroded, ref.names)
+    seg = _slicerio_seg_nrrd(tmp_path / "pred.seg.nrrd", eroded, ref.names, offset=100)
+    a = evaluate(nifti, ref_path, labels=ORGANS)
+    b = evaluate(seg, ref_path, labels=ORGANS)
+    assert not b.resampled and b.warnings == []
+    for sa, sb in zip(a.scores, b.scores):
+        assert sb.pred_value == sa.pred_value + 100
+        assert (sb.dice, sb.hd95_mm, sb.nsd) == (sa.dice, sa.hd95_mm, sa.nsd)
+    assert b.score("liver").hd95_mm == 3.0
+
+
+def test_medrecon_output_folders(ref, tmp_path):
+    from medrecon.export.segnrrd import write_seg_nrrd
+
+    table = [Label(v, n, (10, 20, 30)) for v, n in ref.names.items()]
+    nifti_out, seg_out = tmp_path / "run-nifti", tmp_path / "run-seg"
+    nifti_out.mkdir()
+    seg_out.mkdir()
+    write_nifti(ref.volume.with_array(_eroded(ref, "spleen", 1)), nifti_out / "labels.nii.gz")
+    write_ctbl(nifti_out / "labels.ctbl", table)
+    write_seg_nrrd(seg_out / "segmentation.seg.nrrd", ref.volume, table)
+    result = evaluate(nifti_out, seg_out, labels=ORGANS)
+    assert result.pred_source.endswith("labels.nii.gz")
+    assert result.ref_source.endswith("segmentation.seg.nrrd")
+    assert result.score("spleen").hd95_mm == 3.0 and result.score("liver").dice == 1.0
 
 
 def test_missing_and_absent_labels_and_their_files(tmp_path):

@@ -379,7 +379,9 @@ def evaluate(
     if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise InputError(f"tolerance must be a finite distance >= 0 mm, got {tolerance_mm}")
     pred_map, ref_map = _as_label_map(pred), _as_label_map(ref)
-    warn: list[str] = []
+    # Reader warnings first (e.g. overlapping seg.nrrd segments flattened).
+    warn = [*pred_map.volume.meta.warnings, *ref_map.volume.meta.warnings]
+    n_read = len(warn)  # those were logged by the readers
     pred_arr, resampled = _on_reference_grid(pred_map, ref_map, warn)
     if pred_map.names and ref_map.names:
         pairs = _pairs_by_name(pred_map, ref_map, warn)
@@ -394,7 +396,7 @@ def evaluate(
         _score_label(n, rv, pv, ref_arr, pred_arr, spacing, tolerance_mm, voxel_ml)
         for n, rv, pv in pairs
     ]
-    for w in warn:
+    for w in warn[n_read:]:
         logger.warning("%s", w)
     return EvaluationResult(
         scores, pred_map.source, ref_map.source, float(tolerance_mm), spacing, resampled, warn

@@ -7,7 +7,6 @@ A label map arrives as a NIfTI file with a label table beside it, a Slicer
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -99,32 +98,20 @@ def _read_json_table(path: Path) -> dict[int, str]:
     )
 
 
-def _read_csv_table(path: Path) -> dict[int, str]:
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FormatError(f"{path}: not a readable CSV label table ({exc})") from exc
-    if not rows or not {"value", "name"} <= set(rows[0]):
-        raise FormatError(f"{path}: a CSV label table needs a header with 'value' and 'name'")
-    return {_int_value(r["value"], path, f"row {i + 2}"): r["name"] for i, r in enumerate(rows)}
-
-
 def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
-    """``value -> name`` from a ``.ctbl``, ``.csv`` (value,name columns) or ``.json`` table.
+    """``value -> name`` from a Slicer ``.ctbl`` or ``.csv`` colour table or a ``.json`` map.
 
+    The JSON form is ``{"1": "spleen", ...}`` (as TotalSegmentator's ``labels.json``).
     Value 0 (background) is left out.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"label table not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".ctbl":
+    if suffix in (".ctbl", ".csv"):
         from medrecon.export.colortable import read_color_table
 
         table = read_color_table(path)
-    elif suffix == ".csv":
-        table = _read_csv_table(path)
     elif suffix == ".json":
         table = _read_json_table(path)
     else:
