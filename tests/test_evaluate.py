@@ -163,6 +163,22 @@ def test_prediction_on_another_grid_is_resampled_with_a_warning(ref_path, ref, t
         assert s.hd95_mm <= SPACING, s.name
 
 
+def test_cropped_prediction_warns_that_outside_is_background(ref):
+    offset = np.eye(4)
+    offset[2, 3] = 30  # the crop starts at slice 30
+    cropped = Volume(ref.volume.array[:, :, 30:].copy(), ref.volume.affine @ offset)
+    result = evaluate(LabelMap(cropped, ref.names, "cropped"), ref, labels=["liver", "sacrum"])
+    assert result.resampled
+    assert any("outside the prediction count as background" in w for w in result.warnings)
+    sacrum = ref.volume.array == _value(ref, "sacrum")
+    assert result.score("liver").dice == 1.0  # slices 70-111, inside the crop
+    kept = sacrum.copy()
+    kept[:, :, :30] = False
+    assert result.score("sacrum").dice == pytest.approx(_dice(kept, sacrum), abs=1e-6)
+    # slices 9-51: the part below slice 30 is lost
+    assert result.score("sacrum").pred_voxels == kept.sum() < sacrum.sum()
+
+
 def test_resample_nearest_is_exact_for_whole_voxel_shifts():
     array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
     src = Volume(array, np.diag([2.0, 2.0, 2.0, 1.0]))

@@ -30,7 +30,7 @@ import numpy as np
 
 from medrecon.atomic import atomic_write_json, atomic_write_text
 from medrecon.errors import InputError
-from medrecon.train.label_inputs import LabelMap, grid_mapping, read_label_map, resample_nearest
+from medrecon.train.label_inputs import LabelMap, on_reference_grid, read_label_map
 
 __all__ = [
     "DEFAULT_TOLERANCE_MM",
@@ -44,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: Default normalised-surface-Dice tolerance: boundary voxels within 2 mm count as correct.
 DEFAULT_TOLERANCE_MM = 2.0
-#: Affines closer than this (mm) are the same grid: no resampling at all.
-_SAME_GRID_MM = 1e-4
 
 _FIELDS = (
     "name",
@@ -277,31 +275,6 @@ def _restrict(pairs: list[tuple], labels: Sequence[str]) -> list[tuple]:
     return [by_key[k] for k in dict.fromkeys(wanted)]
 
 
-def _on_reference_grid(pred: LabelMap, ref: LabelMap, warn: list[str]) -> tuple[np.ndarray, bool]:
-    """The prediction's labels on the reference grid, and whether that needed resampling."""
-    pv, rv = pred.volume, ref.volume
-    if pv.spatial_shape == rv.spatial_shape and np.allclose(
-        pv.affine, rv.affine, atol=_SAME_GRID_MM
-    ):
-        return pv.array, False
-    _, aligned = grid_mapping(pv, rv)
-    covered = resample_nearest(pv, rv, fill=0)
-    if aligned and sorted(pv.spatial_shape) == sorted(rv.spatial_shape):
-        logger.info("%s: reoriented onto the reference grid (voxel centres coincide)", pred.source)
-        return covered, False
-    detail = (
-        f"prediction {pv.spatial_shape} at {_mm(pv.spacing)} mm, reference {rv.spatial_shape} "
-        f"at {_mm(rv.spacing)} mm"
-    )
-    how = "voxel centres coincide" if aligned else "nearest neighbour"
-    warn.append(f"grids differ ({detail}): prediction resampled onto the reference grid ({how})")
-    return covered, True
-
-
-def _mm(spacing: Sequence[float]) -> str:
-    return "x".join(f"{s:.4g}" for s in spacing)
-
-
 def _crop_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both masks cut to their joint bounding box plus one background voxel each side.
 
@@ -382,7 +355,7 @@ def evaluate(
     # Reader warnings first (e.g. overlapping seg.nrrd segments flattened).
     warn = [*pred_map.volume.meta.warnings, *ref_map.volume.meta.warnings]
     n_read = len(warn)  # those were logged by the readers
-    pred_arr, resampled = _on_reference_grid(pred_map, ref_map, warn)
+    pred_arr, resampled = on_reference_grid(pred_map, ref_map, warn)
     if pred_map.names and ref_map.names:
         pairs = _pairs_by_name(pred_map, ref_map, warn)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "LabelMap",
     "find_label_table",
     "grid_mapping",
+    "on_reference_grid",
     "read_label_map",
     "read_label_table",
     "resample_nearest",
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 _NIFTI = (".nii.gz", ".nii")
 _SEG_NRRD = ".seg.nrrd"
+#: Affines closer than this (mm) are the same grid: no resampling at all.
+_SAME_GRID_MM = 1e-4
 #: Voxel centres closer than this (in voxels) count as coinciding.
 _ALIGN_TOL = 1e-4
 #: Reference voxels resampled per slab, to bound the coordinate arrays' memory.
@@ -236,3 +240,46 @@ def resample_nearest(source: Volume, target: Volume, fill: int = 0) -> np.ndarra
         slab[inside] = src[idx[0][inside], idx[1][inside], idx[2][inside]]
         out[:, :, k0 : k0 + len(ks)] = slab
     return out
+
+
+def on_reference_grid(pred: LabelMap, ref: LabelMap, warn: list[str]) -> tuple[np.ndarray, bool]:
+    """The prediction's labels on the reference grid, and whether that needed resampling.
+
+    Same grid (affines within 1e-4 mm): the array as it is. A flip/permutation of the
+    same voxel centres (an LPS copy, say): reordered exactly, silently. Anything else:
+    nearest neighbour in patient space, with a warning appended to ``warn``.
+    """
+    pv, rv = pred.volume, ref.volume
+    if pv.spatial_shape == rv.spatial_shape and np.allclose(
+        pv.affine, rv.affine, atol=_SAME_GRID_MM
+    ):
+        return pv.array, False
+    m, aligned = grid_mapping(pv, rv)
+    on_ref = resample_nearest(pv, rv, fill=0)
+    covers = _covers(m, rv.spatial_shape, pv.spatial_shape)
+    if aligned and covers:
+        # A flip/permutation of the same voxels (e.g. an LPS copy): exact, nothing to warn about.
+        logger.info("%s: reoriented onto the reference grid (voxel centres coincide)", pred.source)
+        return on_ref, False
+    detail = (
+        f"prediction {pv.spatial_shape} at {_mm(pv.spacing)} mm, reference {rv.spatial_shape} "
+        f"at {_mm(rv.spacing)} mm"
+    )
+    how = "voxel centres coincide" if aligned else "nearest neighbour"
+    outside = "" if covers else "; reference voxels outside the prediction count as background"
+    warn.append(
+        f"grids differ ({detail}): prediction resampled onto the reference grid ({how}){outside}"
+    )
+    return on_ref, True
+
+
+def _covers(m: np.ndarray, ref_shape: Sequence[int], pred_shape: Sequence[int]) -> bool:
+    """Whether every reference voxel centre (mapped by ``m``) lies within the prediction grid."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in ref_shape], indexing="ij")).reshape(3, -1)
+    idx = m[:3, :3] @ corners + m[:3, 3:4]
+    upper = np.asarray(pred_shape)[:, None] - 0.5
+    return bool(np.all(idx >= -0.5) and np.all(idx < upper))
+
+
+def _mm(spacing: Sequence[float]) -> str:
+    return "x".join(f"{s:.4g}" for s in spacing)
