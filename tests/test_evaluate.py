@@ -288,7 +288,7 @@ def test_no_table_on_one_side_matches_by_value(ref_path, ref, tmp_path):
     bare = write_nifti(ref.volume, tmp_path / "bare.nii.gz")
     result = evaluate(bare, ref_path, labels=["liver"])
     assert result.scores[0].dice == 1.0
-    assert any("no label table" in w and "matched by value" in w for w in result.warnings)
+    assert any("no label names" in w and "matched by value" in w for w in result.warnings)
 
 
 def test_errors_say_what_and_where(ref_path, ref, tmp_path):
@@ -315,6 +315,8 @@ def test_errors_say_what_and_where(ref_path, ref, tmp_path):
     float_map = write_nifti(ref.volume.with_array(ref.volume.array + 0.5), tmp_path / "f.nii.gz")
     with pytest.raises(FormatError, match="not whole numbers"):
         evaluate(float_map, ref_path)
+    with pytest.raises(FormatError, match="negative values"):
+        evaluate(ref_path.with_name("ct.nii.gz"), ref_path)
     assert issubclass(LabelMatchError, ValueError)
 
 

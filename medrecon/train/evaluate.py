@@ -255,11 +255,12 @@ def _pairs_by_value(
     """Pairs ``(name, v, v)`` for every value in a table or in either map."""
     named = ref if ref.names else pred if pred.names else None
     if named is None:
-        warn.append("neither map has a label table: labels matched by value")
+        warn.append("neither map has label names: labels matched by value")
     else:
         other = pred if named is ref else ref
         warn.append(
-            f"{other.source} has no label table: labels matched by value, names from {named.source}"
+            f"{other.source} has no label names (no table found beside it): labels matched "
+            f"by value, names from {named.source}"
         )
     names = (named.names if named else None) or {}
     values = sorted(set(names) | _present(ref.volume.array) | _present(pred_arr))

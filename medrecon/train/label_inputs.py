@@ -140,6 +140,11 @@ def _as_label_volume(vol: Volume, source: str) -> Volume:
             )
         else:
             array = array.astype(np.int32)
+    if array.size and array.min() < 0:
+        raise FormatError(
+            f"{source}: holds negative values (min {array.min()}), so this is an image such "
+            "as a CT, not a label map; give the segmentation file"
+        )
     return Volume(np.asarray(array), vol.affine, vol.meta)
 
 
