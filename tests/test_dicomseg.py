@@ -43,12 +43,15 @@ def seg_to_labels(seg: hd.seg.Segmentation, grid: Volume, values: list[int]) -> 
     """Rebuild a label map on ``grid`` from the SEG frames, placed by their plane positions."""
     out = np.zeros(grid.spatial_shape, dtype=np.int32)
     to_voxel = np.linalg.inv(grid.lps_affine)
+    shared = seg.SharedFunctionalGroupsSequence[0]
     pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
     for frame, item in zip(pixels, seg.PerFrameFunctionalGroupsSequence, strict=True):
         position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
         i, j, k = to_voxel[:3, :3] @ position + to_voxel[:3, 3]
         assert abs(i) < 1e-3 and abs(j) < 1e-3 and abs(k - round(k)) < 1e-3, (i, j, k)
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        # with one segment, highdicom puts its identification in the shared groups
+        ident = item if "SegmentIdentificationSequence" in item else shared
+        number = int(ident.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         plane = out[:, :, round(k)]
         mask = frame.T.astype(bool)  # frame is (rows=j, columns=i)
         assert not np.any(plane[mask]), "segments overlap"
@@ -241,3 +244,19 @@ def test_label_without_codes_is_described_as_tissue(tmp_path):
     assert item.SegmentLabel == "lesion"
     assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "85756007"
     assert int(seg.NumberOfFrames) == 10  # empty frames are omitted
+
+
+@pytest.mark.parametrize("folder", ["Philips", "Siemens/XA10"])
+def test_enhanced_multiframe_source_with_per_frame_geometry(shared_data, tmp_path, folder):
+    # orientation and pixel measures are per frame in these files; XA10 is 4 files (time)
+    source = mio.load_all(shared_data / "dicom" / "enhanced-multiframe" / "in" / folder)[0]
+    array = np.zeros(source.spatial_shape, dtype=np.uint8)
+    array[10:30, 20:40, 1:4] = 1
+    labels = source.with_array(array)
+    seg = hd.seg.segread(write_dicom_seg(tmp_path / "seg.dcm", labels, (LIVER,), source))
+    np.testing.assert_array_equal(seg_to_labels(seg, labels, [1]), array)
+    (referenced,) = seg.ReferencedSeriesSequence
+    assert len(referenced.ReferencedInstanceSequence) == len(source.meta.source_files)
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        refs = item.DerivationImageSequence[0].SourceImageSequence
+        assert refs and all(ref.SpatialLocationsPreserved == "YES" for ref in refs)

@@ -106,11 +106,32 @@ def _check_headers(headers: Sequence[pydicom.Dataset]) -> None:
                 f"source files {headers[0].filename} and {ds.filename} belong to different "
                 f"series or studies; a DICOM SEG references one series; {NO_SEG_HINT}"
             )
-    if "FrameOfReferenceUID" not in first or "ImageOrientationPatient" not in first:
+    for ds in headers:
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            _share_frame_geometry(ds)
+    shared = first.get("SharedFunctionalGroupsSequence", [{}])[0]
+    oriented = "ImageOrientationPatient" in first or "PlaneOrientationSequence" in shared
+    if "FrameOfReferenceUID" not in first or not oriented:
         raise InputError(
-            f"source series {series} ({first.filename}) has no frame of reference or plane "
-            f"orientation, so a DICOM SEG cannot be placed in patient space; {NO_SEG_HINT}"
+            f"source series {series} ({first.filename}) has no frame of reference or one "
+            f"shared plane orientation, so a DICOM SEG cannot be placed beside it; {NO_SEG_HINT}"
         )
+
+
+def _share_frame_geometry(ds: pydicom.Dataset) -> None:
+    """Enhanced files often give orientation and pixel measures per frame; highdicom
+    reads them from the shared groups. Copy them there (in memory) when all frames agree."""
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    frames = ds.PerFrameFunctionalGroupsSequence
+    for keyword, attribute in (
+        ("PlaneOrientationSequence", "ImageOrientationPatient"),
+        ("PixelMeasuresSequence", "PixelSpacing"),
+    ):
+        if keyword in shared or keyword not in frames[0]:
+            continue
+        values = [np.asarray(getattr(f[keyword][0], attribute), dtype=float) for f in frames]
+        if all(np.allclose(v, values[0], atol=1e-5) for v in values):
+            setattr(shared, keyword, frames[0][keyword].value)
 
 
 def write_dicom_seg(
@@ -133,6 +154,9 @@ def write_dicom_seg(
     """
     files = source.meta.source_files if isinstance(source, Volume) else list(source)
     headers = read_source_headers(files)
+    for ds in headers:
+        if "PerFrameFunctionalGroupsSequence" not in ds and ds.get("SliceThickness") is None:
+            ds.SliceThickness = labels.spacing[2]  # in memory only: highdicom reads it
     labelmap, present = _segment_labelmap(labels, label_table)
     descriptions = [
         _segment_description(number, label, pipeline_name, pipeline_version)
@@ -193,8 +217,12 @@ def _build_segmentation(
     from medrecon import __version__
 
     pipeline_name, pipeline_version = pipeline
+    # highdicom takes one multi-frame source (e.g. one time point of an enhanced series);
+    # the other files of the series are still referenced.
+    multiframe = "PerFrameFunctionalGroupsSequence" in headers[0]
     return hd.seg.Segmentation(
-        source_images=headers,
+        source_images=headers[:1] if multiframe else headers,
+        further_source_images=headers[1:] if multiframe else None,
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -312,8 +340,10 @@ def _planes_match_source(
     origins: np.ndarray, cosines: np.ndarray, headers: Sequence[pydicom.Dataset]
 ) -> bool:
     """True when every label plane is one of the source images' planes."""
-    iop = np.asarray(headers[0].ImageOrientationPatient, dtype=np.float64)
-    if not np.allclose(iop, cosines, atol=1e-4) or "ImagePositionPatient" not in headers[0]:
+    first = headers[0]
+    if "ImageOrientationPatient" not in first or "ImagePositionPatient" not in first:
+        return False  # enhanced multi-frame: per-frame geometry, not compared here
+    if not np.allclose(np.asarray(first.ImageOrientationPatient, dtype=float), cosines, atol=1e-4):
         return False
     source = np.array([ds.ImagePositionPatient for ds in headers], dtype=np.float64)
     distance = np.linalg.norm(origins[:, None, :] - source[None, :, :], axis=2)
