@@ -1,0 +1,220 @@
+"""Label map -> one closed surface mesh per label, in LPS millimetres.
+
+One pass over the label map finds every label's bounding box
+(``scipy.ndimage.find_objects``); each label is then meshed in its box by
+scikit-image's marching cubes (Lewiner), which gives closed 2-manifold
+surfaces. ``benchmarks/bench_mesh.py`` measured this against VTK's
+multi-label ``vtkSurfaceNets3D``: as fast on 20 labels at 512^3, but surface
+nets leave non-manifold edges wherever voxels touch only along an edge (41 of
+the 59 real CT labels), so they are not watertight.
+
+The vertices go through the Volume's affine to LPS once, then smoothing and
+decimation (:mod:`medrecon.export.mesh_filters`) run in millimetres, so
+anisotropic and oblique grids are smoothed in patient space. Finally the
+surface is offset along its normals to give back the label's voxel volume
+(smoothing shrinks thin structures such as ribs by 10-30 %).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medrecon.errors import InputError
+from medrecon.export.mesh_filters import (
+    decimate_and_smooth,
+    is_watertight,
+    mesh_area,
+    mesh_volume,
+    restore_volume,
+)
+from medrecon.pipeline.config import Label
+from medrecon.volume import Volume
+
+__all__ = ["LabelMesh", "label_meshes"]
+
+logger = logging.getLogger(__name__)
+
+#: Colour for labels present in the map but missing from the label table.
+_UNKNOWN_COLOR = (128, 128, 128)
+#: Largest label value (find_objects keeps one slot per value up to the maximum).
+_MAX_LABEL = 1 << 20
+#: Largest normal offset of the volume restore, as a fraction of the smallest voxel side.
+_MAX_OFFSET_VOXELS = 0.5
+
+
+@dataclass(eq=False)
+class LabelMesh:
+    """One label's closed surface: vertices in LPS mm, outward-wound triangles."""
+
+    label: Label
+    #: (N, 3) float64 LPS millimetres.
+    vertices: np.ndarray
+    #: (M, 3) int64 vertex indices, counter-clockwise seen from outside.
+    faces: np.ndarray
+    #: Label voxel count x voxel volume: the volume before any meshing.
+    voxel_volume_mm3: float
+    #: Volume enclosed after smoothing and decimation, before the volume restore.
+    smoothed_volume_mm3: float
+    #: Volume enclosed by the final mesh (what the file holds).
+    mesh_volume_mm3: float
+    area_mm2: float
+    #: mesh_volume / voxel_volume - 1 (about 0 when the volume was restored).
+    volume_change: float
+    #: Outward normal offset (mm) that restored the volume; 0 when not asked.
+    offset_mm: float
+    #: Every edge shared by exactly two faces, once in each direction.
+    watertight: bool
+
+    def figures(self) -> dict[str, Any]:
+        """The numbers as plain JSON values (for run.json / stats)."""
+        return {
+            "label": self.label.value,
+            "name": self.label.name,
+            "vertices": len(self.vertices),
+            "faces": len(self.faces),
+            "voxel_volume_mm3": self.voxel_volume_mm3,
+            "smoothed_volume_mm3": self.smoothed_volume_mm3,
+            "mesh_volume_mm3": self.mesh_volume_mm3,
+            "area_mm2": self.area_mm2,
+            "volume_change": self.volume_change,
+            "offset_mm": self.offset_mm,
+            "watertight": self.watertight,
+        }
+
+
+def label_meshes(
+    label_map: Volume,
+    label_table: Sequence[Label] = (),
+    *,
+    smoothing: float = 0.5,
+    decimate: float = 0.5,
+    preserve_volume: bool = True,
+    labels: Iterable[int] | None = None,
+) -> list[LabelMesh]:
+    """One mesh per label present in ``label_map`` (or per value in ``labels``).
+
+    ``smoothing`` in [0, 1]: windowed-sinc pass band ``10 ** (-4 * smoothing)``
+    (Slicer's smoothing-factor scale; 0 = the raw marching-cubes surface).
+    ``decimate`` in [0, 1): the fraction of triangles to remove.
+    ``preserve_volume``: offset the smoothed surface along its normals (by at
+    most half a voxel) until it encloses the label's voxel volume.
+    Labels missing from ``label_table`` are named ``label_<value>``.
+    Meshes come in label order.
+    """
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+    if not 0.0 <= decimate < 1.0:
+        raise ValueError(f"decimate must be in [0, 1), got {decimate}")
+    array = _label_array(label_map)
+    wanted = None if labels is None else {int(v) for v in labels}
+    voxel_mm3 = abs(float(np.linalg.det(label_map.affine[:3, :3])))
+    max_offset = _MAX_OFFSET_VOXELS * min(label_map.spacing)
+    table = {label.value: label for label in label_table}
+    # Index space -> LPS mm; a mirroring affine would turn the winding inside out.
+    index_to_lps = label_map.lps_affine
+    mirror = np.linalg.det(index_to_lps[:3, :3]) < 0
+    meshes = []
+    for value, box in _label_boxes(array, wanted):
+        verts, faces, count = _extract(array, value, box)
+        verts = verts @ index_to_lps[:3, :3].T + index_to_lps[:3, 3]
+        if mirror:
+            faces = faces[:, ::-1]
+        verts, faces = decimate_and_smooth(verts, faces, smoothing, decimate)
+        smoothed = mesh_volume(verts, faces)
+        offset = 0.0
+        if preserve_volume:
+            verts, offset = restore_volume(verts, faces, count * voxel_mm3, max_offset)
+        label = table.get(value) or _unknown_label(value)
+        meshes.append(_make_mesh(label, verts, faces, count * voxel_mm3, smoothed, offset))
+    return meshes
+
+
+def _label_array(label_map: Volume) -> np.ndarray:
+    array = label_map.array
+    if array.ndim != 3:
+        raise InputError(
+            f"meshes need a 3D label map, got shape {array.shape}; pass one frame of a 4D volume"
+        )
+    if array.dtype == bool:
+        return array.view(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise InputError(
+            f"meshes need an integer label map, got dtype {array.dtype}; "
+            "round or cast the labels (e.g. array.astype(np.uint8)) first"
+        )
+    if array.size and np.issubdtype(array.dtype, np.signedinteger) and array.min() < 0:
+        raise InputError("label map holds negative values; labels must be 0 (background) or more")
+    return array
+
+
+def _label_boxes(array: np.ndarray, wanted: set[int] | None) -> list[tuple[int, tuple]]:
+    """(value, bounding box) of each label present (and wanted), in one pass."""
+    from scipy import ndimage
+
+    top = int(array.max()) if array.size else 0
+    if top > _MAX_LABEL:
+        raise InputError(
+            f"label map holds the value {top}; meshes support label values up to {_MAX_LABEL}. "
+            "Relabel the map to small consecutive values first"
+        )
+    if top == 0:
+        return []
+    boxes = ndimage.find_objects(array, max_label=top)
+    found = [(value, box) for value, box in enumerate(boxes, start=1) if box is not None]
+    if wanted is None:
+        return found
+    missing = sorted(wanted - {value for value, _ in found})
+    if missing:
+        logger.info("labels %s are not in the label map; no mesh for them", missing)
+    return [(value, box) for value, box in found if value in wanted]
+
+
+def _extract(array: np.ndarray, value: int, box: tuple) -> tuple[np.ndarray, np.ndarray, int]:
+    """Marching cubes of one label in its box -> (ijk vertices, outward faces, voxel count).
+
+    The box is padded with one background voxel on every side, so the surface
+    is closed even where the label touches the edge of the volume.
+    """
+    from skimage.measure import marching_cubes
+
+    mask = array[box] == value
+    count = int(np.count_nonzero(mask))
+    # "ascent" keeps marching cubes' right-handed winding: outward in index space.
+    verts, faces, _, _ = marching_cubes(
+        np.pad(mask, 1), 0.5, gradient_direction="ascent", allow_degenerate=False
+    )
+    origin = np.array([s.start - 1 for s in box], dtype=np.float64)
+    return verts.astype(np.float64) + origin, faces.astype(np.int64), count
+
+
+def _unknown_label(value: int) -> Label:
+    logger.warning("label %d is not in the label table; naming its mesh label_%d", value, value)
+    return Label(value=value, name=f"label_{value}", color=_UNKNOWN_COLOR)
+
+
+def _make_mesh(
+    label: Label,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    voxel_mm3: float,
+    smoothed_mm3: float,
+    offset: float,
+) -> LabelMesh:
+    volume = mesh_volume(verts, faces)
+    return LabelMesh(
+        label=label,
+        vertices=verts,
+        faces=faces,
+        voxel_volume_mm3=float(voxel_mm3),
+        smoothed_volume_mm3=float(smoothed_mm3),
+        mesh_volume_mm3=volume,
+        area_mm2=mesh_area(verts, faces),
+        volume_change=volume / voxel_mm3 - 1.0,
+        offset_mm=offset,
+        watertight=is_watertight(faces),
+    )
