@@ -260,3 +260,17 @@ def test_enhanced_multiframe_source_with_per_frame_geometry(shared_data, tmp_pat
     for item in seg.PerFrameFunctionalGroupsSequence:
         refs = item.DerivationImageSequence[0].SourceImageSequence
         assert refs and all(ref.SpatialLocationsPreserved == "YES" for ref in refs)
+
+
+def test_source_series_highdicom_refuses_is_an_input_error(tmp_path):
+    source = mio.load(SAMPLE)
+    files = []
+    for n, name in enumerate(source.meta.source_files[:3]):
+        ds = pydicom.dcmread(name)
+        if n == 1:
+            ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # one sagittal slice in the series
+        ds.save_as(tmp_path / f"{n}.dcm")
+        files.append(tmp_path / f"{n}.dcm")
+    with pytest.raises(InputError, match=r"cannot build a DICOM SEG.*--no-dicom-seg"):
+        write_dicom_seg(tmp_path / "seg.dcm", _box_labels(source), (LIVER,), files)
+    assert not (tmp_path / "seg.dcm").exists()

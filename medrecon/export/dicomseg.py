@@ -170,18 +170,24 @@ def write_dicom_seg(
     with warnings.catch_warnings():
         # Anonymised sources often hold one-word patient names ("REMOVED"); copied as is.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
-        seg = _build_segmentation(
-            headers,
-            frames,
-            descriptions,
-            positions=positions,
-            orientation=orientation,
-            measures=measures,
-            series_number=series_number,
-            series_description=series_description,
-            content_label=content_label,
-            pipeline=(pipeline_name, pipeline_version),
-        )
+        try:
+            seg = _build_segmentation(
+                headers,
+                frames,
+                descriptions,
+                positions=positions,
+                orientation=orientation,
+                measures=measures,
+                series_number=series_number,
+                series_description=series_description,
+                content_label=content_label,
+                pipeline=(pipeline_name, pipeline_version),
+            )
+        except ValueError as error:  # highdicom's checks on the source series
+            raise InputError(
+                f"cannot build a DICOM SEG on series {headers[0].SeriesInstanceUID} "
+                f"({headers[0].filename}): {error}; {NO_SEG_HINT}"
+            ) from error
     # highdicom swaps in the source's measures when the pixel spacing matches; the
     # planes of a resampled grid have their own thickness and spacing.
     seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence = measures
