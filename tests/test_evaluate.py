@@ -144,6 +144,47 @@ def test_lps_reoriented_prediction_scores_the_same(ref_path, ref, tmp_path, capl
     assert a.score("liver").dice < 1.0 and a.score("spleen").dice == 1.0
 
 
+def test_lps_mr_labels_against_their_ras_copy(shared_data, tmp_path):
+    # The MR labels are stored LPS on disk; nibabel's canonical (RAS) copy holds the same voxels.
+    mr = shared_data / "mr-abdomen" / "labels.nii.gz"
+    canonical = nib.as_closest_canonical(nib.load(mr))
+    assert nib.aff2axcodes(canonical.affine) == ("R", "A", "S")
+    nib.save(canonical, tmp_path / "ras.nii.gz")
+    (tmp_path / "labels.json").write_bytes((mr.parent / "labels.json").read_bytes())
+    result = evaluate(tmp_path / "ras.nii.gz", mr)
+    assert not result.resampled and result.warnings == [] and len(result.scores) > 5
+    for s in result.scores:
+        assert (s.dice, s.hd95_mm, s.nsd) == (1.0, 0.0, 1.0), s.name
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_distances_are_in_mm_along_each_axis(axis):
+    # A one-voxel-thick plate moved by one voxel along its normal: every boundary voxel
+    # is exactly one spacing from the other plate, so HD95 is that axis's spacing.
+    spacing = (1.0, 2.0, 5.0)
+    ref = np.zeros((12, 12, 12), np.uint8)
+    pred = np.zeros_like(ref)
+    plate = [slice(2, 10)] * 3
+    plate[axis] = slice(5, 6)
+    ref[tuple(plate)] = 1
+    plate[axis] = slice(6, 7)
+    pred[tuple(plate)] = 1
+    affine = np.diag([*spacing, 1.0])
+    names = {1: "plate"}
+
+    def score(tolerance):
+        return evaluate(
+            LabelMap(Volume(pred, affine), names, "p"),
+            LabelMap(Volume(ref, affine), names, "r"),
+            tolerance_mm=tolerance,
+        ).scores[0]
+
+    s = score(spacing[axis] - 0.01)
+    assert (s.status, s.dice, s.hd95_mm, s.nsd) == ("ok", 0.0, spacing[axis], 0.0)
+    assert score(spacing[axis]).nsd == 1.0
+    assert s.ref_volume_ml == pytest.approx(64 * 10.0 / 1000)
+
+
 def test_prediction_on_another_grid_is_resampled_with_a_warning(ref_path, ref, tmp_path):
     import SimpleITK as sitk
 
