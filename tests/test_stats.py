@@ -110,12 +110,14 @@ def test_unit_cube_mesh_area():
     assert mesh_area_mm2(verts, faces) == pytest.approx(1.5 + math.sqrt(3) / 2)
 
 
-def test_absent_labels_are_left_out_or_listed_with_zero():
+def test_absent_labels_are_left_out_or_listed_with_zero(caplog):
     labels = box_volume(np.eye(4))
+    labels.array[0, 0, 0] = 9  # a value the table does not name: logged, not measured
     assert [r["name"] for r in label_statistics(labels, None, (BOX, NONE))] == ["box"]
     rows = label_statistics(labels, None, (NONE, BOX), include_absent=True)
     assert [r["name"] for r in rows] == ["box", "absent"]
     assert rows[1]["voxel_count"] == 0 and rows[1]["centroid_ras_x"] is None
+    assert "[9]" in caplog.text
 
 
 def test_mismatched_image_grid_is_an_error():

@@ -93,6 +93,10 @@ def label_statistics(
     intensities = _intensity_array(image, labels)
     counts = np.bincount(array.ravel(), minlength=max(lb.value for lb in label_table) + 1)
     boxes = ndimage.find_objects(array)
+    named = {lb.value for lb in label_table}
+    unnamed = [int(v) for v in np.flatnonzero(counts[1:]) + 1 if int(v) not in named]
+    if unnamed:
+        logger.warning("label values %s are not in the label table; not measured", unnamed)
     voxel_ml = abs(float(np.linalg.det(labels.affine[:3, :3]))) / 1000.0
     rows = []
     for label in sorted(label_table, key=lambda lb: lb.value):
