@@ -1,0 +1,93 @@
+"""Outputs opened by 3D Slicer's own loading code (PyPI slicer-core, own venv).
+
+slicer-core pins its own VTK, so it lives in a separate virtual environment
+(``bash tests/slicer/setup_venv.sh VENV``) and ``tests/slicer/check_outputs.py``
+runs there, named by ``MEDRECON_SLICER_PYTHON``. Without it these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from slicer_outputs import build_outdir, oblique, real_case, write_stl_lps
+
+from medrecon.export.scene import write_mrb
+
+CHECK = Path(__file__).parent / "slicer" / "check_outputs.py"
+ORGANS = ["liver", "spleen", "kidney_left", "aorta"]
+
+
+@pytest.fixture(scope="module")
+def slicer_python() -> str:
+    python = os.environ.get("MEDRECON_SLICER_PYTHON")
+    if not python:
+        pytest.skip(
+            "MEDRECON_SLICER_PYTHON is not set: create the slicer-core venv with "
+            "`bash tests/slicer/setup_venv.sh VENV` and export VENV/bin/python"
+        )
+    if not Path(python).is_file():
+        pytest.fail(f"MEDRECON_SLICER_PYTHON={python} does not exist")
+    return python
+
+
+def _check(python: str, outdir: Path) -> tuple[int, dict]:
+    summary = outdir.parent / f"{outdir.name}-summary.json"
+    done = subprocess.run(
+        [
+            python,
+            str(CHECK),
+            str(outdir),
+            "--expected",
+            str(outdir / "expected.json"),
+            "--summary",
+            str(summary),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # Slicer's Python must not see medrecon's packages.
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+    )
+    sys.stderr.write(done.stderr[-4000:])
+    if not summary.is_file():
+        pytest.fail(f"check script wrote no summary (rc {done.returncode}):\n{done.stdout}")
+    return done.returncode, json.loads(summary.read_text())
+
+
+@pytest.mark.parametrize("case", ["ct-ras", "mr-lps", "ct-oblique"])
+def test_slicer_loads_outputs(slicer_python, shared_data, tmp_path, case):
+    if case == "mr-lps":  # stored LPS on disk: i runs to the left, j to posterior
+        image, labels, table = real_case(shared_data, "mr-abdomen", ORGANS)
+    else:
+        image, labels, table = real_case(shared_data, "ct-abdomen", ORGANS)
+    if case == "ct-oblique":
+        image, labels = oblique(image), oblique(labels)
+    outdir = build_outdir(tmp_path / case, image, labels, table, ORGANS)
+    write_mrb(outdir, outdir / "scene.mrb")
+
+    rc, summary = _check(slicer_python, outdir)
+    assert summary["failures"] == []
+    assert rc == 0
+    assert summary["segments"] == len(ORGANS)
+    assert summary["scene"]["models"] == sorted(ORGANS)
+    assert summary["scene"]["version"].startswith("Slicer 5")
+    assert summary["bundle"]["models"] == len(ORGANS)
+    assert sorted(summary["meshes"]) == sorted(ORGANS)
+    for bounds in summary["meshes"].values():
+        assert bounds["max_bound_error_mm"] <= bounds["voxel_mm"]
+
+
+def test_check_catches_a_mesh_in_the_wrong_space(slicer_python, shared_data, tmp_path):
+    # Same surface, but mirrored in x: what a mesh written in RAS and read as LPS looks like.
+    image, labels, table = real_case(shared_data, "ct-abdomen", ["liver", "spleen"])
+    outdir = build_outdir(tmp_path / "bad", image, labels, table, ["liver"])
+    mirrored = labels.with_array(labels.array[::-1].copy())
+    write_stl_lps(outdir / "meshes" / "liver.stl", mirrored, table[0].value)
+    rc, summary = _check(slicer_python, outdir)
+    assert rc == 1
+    assert any("mesh liver: RAS bounds" in f for f in summary["failures"])
