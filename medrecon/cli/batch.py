@@ -1,0 +1,104 @@
+"""``medrecon batch INPUT -o OUTDIR``: a cohort of studies, resumable and fault-isolated.
+
+Calls :func:`medrecon.cohort.run_cohort`. Exit code 0 when every study is
+complete, 1 when any failed (each has ``OUTDIR/<study>/error.txt``), 2 when the
+cohort could not run at all (bad pipeline, no studies, OUTDIR in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medrecon.outputs import MESH_FORMATS
+
+__all__ = ["add_parser", "main", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "batch",
+        help="run a cohort: every study of a folder or manifest, resumable, on this machine or Ray",
+    )
+    p.add_argument(
+        "input", help="folder of study folders, DICOM folder (split by study) or CSV/JSON manifest"
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder: one sub-folder per study")
+    p.add_argument(
+        "--pipeline", default="abdomen-ct", help="pipeline name or YAML (default: %(default)s)"
+    )
+    p.add_argument(
+        "--engine", default="local", choices=("local", "ray"), help="where studies run (local)"
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes/actors (local: default 1, 0 = this process; Ray: fill the cluster)",
+    )
+    p.add_argument(
+        "--gpus-per-study",
+        type=float,
+        default=None,
+        help="Ray: GPU share per actor, e.g. 0.5 = two studies per GPU (default 0.5 with GPUs)",
+    )
+    p.add_argument("--retries", type=int, default=2, help="retries per failed study (default 2)")
+    p.add_argument("--force", action="store_true", help="redo studies that are already complete")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "folders", "dicom"),
+        help="how to read a folder INPUT: auto, folders (one study per sub-folder), dicom "
+        "(split by StudyInstanceUID)",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
+    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
+    p.add_argument("--mrb", action="store_true", help="also pack each scene into scene.mrb")
+    p.add_argument(
+        "--outputs", default=None, help="comma-separated subset of outputs (see `medrecon run`)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from medrecon.cohort import run_cohort
+
+    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
+    result = run_cohort(
+        args.input,
+        args.output,
+        pipeline=args.pipeline,
+        engine=args.engine,
+        workers=args.workers,
+        address=args.address,
+        gpus_per_study=args.gpus_per_study,
+        retries=args.retries,
+        force=args.force,
+        device=args.device,
+        layout=args.layout,
+        mesh_format=args.mesh_format,
+        dicom_seg=not args.no_dicom_seg,
+        mrb=args.mrb,
+        outputs=outputs,
+        progress=not args.no_progress,
+    )
+    resumed = sum(1 for r in result.records if r.resumed)
+    print(
+        f"{result.outdir}: {len(result.complete)} complete ({resumed} from an earlier run), "
+        f"{len(result.failed)} failed, in {result.seconds:.1f} s; table {result.cohort_csv}"
+    )
+    for record in result.failed:
+        where = result.outdir / record.study / "error.txt"
+        print(f"failed: {record.study}: {record.error} (see {where})")
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from medrecon.cli.main import main as medrecon_main
+
+    return medrecon_main(["batch", *(argv if argv is not None else sys.argv[1:])])

@@ -1,0 +1,299 @@
+"""``run_cohort``: every study of a cohort through ``run_study``, resumable and
+fault-isolated, on the local engine or on Ray.
+
+The driver decides what to run (studies whose folder is not complete, or all
+with ``force``), hands studies to the engine's workers, re-queues a failed
+attempt up to ``retries`` times (input errors, which would fail the same way
+again, are not retried), writes ``error.txt`` for a study that stays failed and
+keeps ``cohort.csv`` up to date as studies finish. Killing it at any moment
+loses nothing: finished studies are whole folders, unfinished ones leave only
+temporary files, which the next run deletes before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medrecon.cohort.progress import CohortEvent, ProgressBar
+from medrecon.cohort.state import (
+    COMPLETE,
+    FAILED,
+    StudyRecord,
+    clean_partial,
+    cohort_lock,
+    record_from_outdir,
+    study_complete,
+    write_error,
+)
+from medrecon.cohort.studies import Study, discover_studies
+from medrecon.cohort.table import COHORT_CSV, write_cohort_csv
+from medrecon.cohort.worker import WorkerSpec
+from medrecon.errors import InputError
+
+__all__ = ["COHORT_LOG", "ENGINES", "CohortResult", "run_cohort"]
+
+logger = logging.getLogger(__name__)
+journal = logging.getLogger("medrecon.cohort.journal")
+
+ENGINES = ("local", "ray")
+COHORT_LOG = "cohort.log"
+_CSV_EVERY_S = 2.0  # rewrite cohort.csv at most this often while studies finish
+
+
+@dataclass
+class CohortResult:
+    """What a cohort run ended with; ``records`` follow the studies' order."""
+
+    outdir: Path
+    records: list[StudyRecord]
+    cohort_csv: Path
+    seconds: float
+    log_file: Path | None = None
+    n_workers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> list[StudyRecord]:
+        return [r for r in self.records if r.status == COMPLETE]
+
+    @property
+    def failed(self) -> list[StudyRecord]:
+        return [r for r in self.records if r.status == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        """True when every study is complete."""
+        return len(self.complete) == len(self.records)
+
+
+def _pipeline_ref(pipeline):
+    """A pipeline name, an absolute YAML path (workers may start elsewhere) or the object."""
+    if isinstance(pipeline, str | os.PathLike) and Path(pipeline).exists():
+        return str(Path(pipeline).resolve())
+    return pipeline
+
+
+def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study, n_todo):
+    if engine == "ray":
+        from medrecon.cohort.ray_engine import RayEngine
+
+        return RayEngine(spec, workers=workers, address=address, gpus_per_study=gpus_per_study)
+    from medrecon.cohort.local import InlineEngine, LocalEngine, cpu_count
+
+    if address is not None or gpus_per_study is not None:
+        raise InputError("--address and --gpus-per-study apply to --engine ray only")
+    n = 1 if workers is None else workers
+    if n == 0:
+        return InlineEngine(spec)
+    n = min(n, max(1, n_todo))
+    if spec.threads is None:  # share the CPUs, not oversubscribe them
+        spec = WorkerSpec(**{**spec.__dict__, "threads": max(1, cpu_count() // n)})
+    return LocalEngine(spec, n)
+
+
+class _LogFile:
+    """cohort.log: the cohort's journal plus every medrecon warning, while the run lasts."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._handler: logging.Handler | None = None
+        self._saved = (journal.level, journal.propagate)
+
+    def __enter__(self) -> _LogFile:
+        journal.setLevel(logging.INFO)
+        if self.path is not None:
+            self._handler = logging.FileHandler(self.path, encoding="utf-8")
+            self._handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            journal.propagate = False  # the file has it; the console has the progress bar
+            journal.addHandler(self._handler)
+            logging.getLogger("medrecon").addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handler is not None:
+            journal.removeHandler(self._handler)
+            logging.getLogger("medrecon").removeHandler(self._handler)
+            self._handler.close()
+        journal.setLevel(self._saved[0])
+        journal.propagate = self._saved[1]
+
+
+def run_cohort(
+    input_path: str | os.PathLike[str] | Sequence[Study],
+    outdir: str | os.PathLike[str],
+    *,
+    pipeline: Any = "abdomen-ct",
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_study: float | None = None,
+    retries: int = 2,
+    force: bool = False,
+    device: str = "auto",
+    layout: str = "auto",
+    mesh_format: str = "stl",
+    dicom_seg: bool = True,
+    mrb: bool = False,
+    outputs: Sequence[str] | None = None,
+    progress: bool = False,
+    log_file: bool = True,
+    on_event: Callable[[CohortEvent], None] | None = None,
+) -> CohortResult:
+    """Run every study under ``input_path`` into ``outdir/<study>/``.
+
+    ``input_path``: a folder of study folders, a DICOM folder (split by
+    StudyInstanceUID), a CSV/JSON manifest, or a list of :class:`Study`.
+    ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
+    or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
+    default: fill the cluster; ``gpus_per_study`` GPU share per actor).
+    A study already complete in ``outdir`` is skipped unless ``force``. A failed
+    attempt is retried up to ``retries`` times. ``progress`` draws a bar on
+    stderr; ``log_file`` writes ``outdir/cohort.log``; ``on_event`` hears every step.
+    """
+    from medrecon.pipeline.registry import load_pipeline
+
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if retries < 0:
+        raise InputError(f"retries must be 0 or more, not {retries}")
+    t0 = time.perf_counter()
+    out = Path(outdir).resolve()
+    if isinstance(input_path, str | os.PathLike):
+        studies = discover_studies(Path(input_path).resolve(), layout=layout)
+    else:
+        studies = list(input_path)
+    labels = [label.name for label in load_pipeline(pipeline).labels]  # fails fast if bad
+    out.mkdir(parents=True, exist_ok=True)
+    spec = WorkerSpec(
+        pipeline=_pipeline_ref(pipeline),
+        outdir=out,
+        device=device,
+        run_options={"mesh_format": mesh_format, "dicom_seg": dicom_seg, "mrb": mrb}
+        | ({"outputs": list(outputs)} if outputs is not None else {}),
+    )
+    listeners = [f for f in (on_event, ProgressBar(len(studies)) if progress else None) if f]
+    log_path = out / COHORT_LOG if log_file else None
+    with cohort_lock(out), _LogFile(log_path):
+        clean_partial(out)
+        run = _CohortRun(studies, out, labels, listeners, retries)
+        run.resume(force)
+        n_workers = run.execute(
+            lambda n: _make_engine(engine, spec, workers, address, gpus_per_study, n)
+        )
+    records = [run.records[s.id] for s in studies if s.id in run.records]
+    result = CohortResult(out, records, out / COHORT_CSV, time.perf_counter() - t0, log_path)
+    result.n_workers = n_workers
+    journal.info(
+        "cohort finished in %.1f s: %d complete, %d failed",
+        result.seconds,
+        len(result.complete),
+        len(result.failed),
+    )
+    return result
+
+
+class _CohortRun:
+    """The driver's bookkeeping for one run: records, queue, events, cohort.csv."""
+
+    def __init__(self, studies, outdir: Path, labels, listeners, retries: int) -> None:
+        self.studies = studies
+        self.by_id = {s.id: s for s in studies}
+        self.outdir = outdir
+        self.labels = labels
+        self.listeners = listeners
+        self.retries = retries
+        self.records: dict[str, StudyRecord] = {}
+        self.todo: list[Study] = []
+        self._csv_at = 0.0
+
+    def emit(self, event: CohortEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def write_csv(self, now: bool = False) -> None:
+        if now or time.monotonic() - self._csv_at >= _CSV_EVERY_S:
+            write_cohort_csv(self.outdir / COHORT_CSV, self.studies, self.records, self.labels)
+            self._csv_at = time.monotonic()
+
+    def resume(self, force: bool) -> None:
+        for study in self.studies:
+            folder = self.outdir / study.id
+            if not force and study_complete(folder):
+                self.records[study.id] = record_from_outdir(study, folder)
+                journal.info("%s: already complete, skipped", study.id)
+                self.emit(CohortEvent("skip", study.id))
+            else:
+                self.todo.append(study)
+        journal.info(
+            "cohort of %d studies: %d to run, %d already complete",
+            len(self.studies),
+            len(self.todo),
+            len(self.studies) - len(self.todo),
+        )
+
+    def execute(self, make_engine) -> int:
+        """Run the studies in ``todo``; returns the number of workers used."""
+        self.write_csv(now=True)
+        if not self.todo:
+            return 0
+        engine = make_engine(len(self.todo))
+        try:
+            engine.start(len(self.todo))
+            self._loop(engine)
+            return engine.n_workers
+        finally:
+            engine.close()
+            self.write_csv(now=True)
+
+    def _loop(self, engine) -> None:
+        queue = deque((study, 1) for study in self.todo)
+        while queue or engine.busy:
+            while queue and engine.idle:
+                study, attempt = queue.popleft()
+                worker = engine.submit(study, attempt)
+                journal.info("%s: attempt %d on %s", study.id, attempt, worker)
+                self.emit(CohortEvent("start", study.id, attempt, worker))
+            for record in engine.wait(1.0):
+                study = self.by_id[record.study]
+                if record.status == FAILED and record.retryable and record.attempts <= self.retries:
+                    journal.warning(
+                        "%s: attempt %d failed (%s); retrying",
+                        study.id,
+                        record.attempts,
+                        record.error,
+                    )
+                    self.emit(
+                        CohortEvent("retry", study.id, record.attempts, record.worker, record)
+                    )
+                    queue.append((study, record.attempts + 1))
+                    continue
+                self._finish(study, record)
+
+    def _finish(self, study: Study, record: StudyRecord) -> None:
+        self.records[study.id] = record
+        if record.status == FAILED:
+            write_error(self.outdir / study.id, record, str(study.path))
+            journal.error(
+                "%s: failed after %d attempt(s): %s", study.id, record.attempts, record.error
+            )
+        else:
+            journal.info(
+                "%s: complete in %.1f s on %s (%s)",
+                study.id,
+                record.seconds or 0.0,
+                record.worker,
+                record.device,
+            )
+            for warning in record.warnings:
+                journal.warning("%s: %s", study.id, warning)
+        self.emit(CohortEvent(record.status, study.id, record.attempts, record.worker, record))
+        self.write_csv()

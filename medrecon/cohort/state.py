@@ -1,0 +1,186 @@
+"""What the cohort knows about each study, on disk and in memory.
+
+Resume is decided by the study's own folder: ``run.json`` saying complete with
+every file it lists present (``run_study`` writes the folder atomically, so a
+killed run leaves no such folder). A failed study's folder holds only
+``error.txt``. The cohort lock keeps two runs from writing one OUTDIR, and
+:func:`clean_partial` removes what a killed run left half-way (temporary folders
+and files, which never look complete).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medrecon.atomic import atomic_write_text
+from medrecon.errors import InputError
+
+__all__ = [
+    "COMPLETE",
+    "ERROR_TXT",
+    "FAILED",
+    "LOCK_NAME",
+    "STAGING",
+    "StudyRecord",
+    "clean_partial",
+    "cohort_lock",
+    "record_from_outdir",
+    "study_complete",
+    "write_error",
+]
+
+logger = logging.getLogger(__name__)
+
+COMPLETE = "complete"
+FAILED = "failed"
+ERROR_TXT = "error.txt"
+LOCK_NAME = "cohort.lock"
+#: Private folder of links for studies split out of one DICOM folder.
+STAGING = ".staging"
+
+# run_study's temporary and set-aside folders (.NAME.tmp-XXXX, .NAME.old-PID-NS) and
+# atomic_write_path's temporary files (.STEM.tmp-XXXXXXXX.EXT).
+_PARTIAL = re.compile(r"^\..+\.(tmp|old)-[0-9A-Za-z_-]+")
+
+
+@dataclass
+class StudyRecord:
+    """One study's outcome: a row of cohort.csv."""
+
+    study: str
+    status: str
+    attempts: int = 0
+    resumed: bool = False
+    input: str = ""
+    input_kind: str = ""
+    series_uid: str = ""
+    series_number: int | None = None
+    device: str = ""
+    worker: str = ""
+    seconds: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+    #: False for errors the input itself causes (retrying cannot help).
+    retryable: bool = True
+
+
+def study_complete(study_dir: Path) -> bool:
+    """True when ``run_study`` finished this folder (see :func:`medrecon.run.is_complete`)."""
+    from medrecon.run import is_complete
+
+    return is_complete(study_dir)
+
+
+def _stats_volumes(study_dir: Path) -> dict[str, float]:
+    """Label name -> volume (mL) from the study's stats.json, in its order."""
+    path = study_dir / "stats.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    rows = data
+    if isinstance(data, dict):
+        rows = next((data[k] for k in ("labels", "stats", "structures") if k in data), [])
+    return {
+        str(r["name"]): float(r["volume_ml"])
+        for r in rows
+        if isinstance(r, dict) and "name" in r and r.get("volume_ml") is not None
+    }
+
+
+def record_from_outdir(study, study_dir: Path) -> StudyRecord:
+    """The row of a :class:`~medrecon.cohort.studies.Study` finished by an earlier run,
+    from its run.json and stats.json."""
+    run = json.loads((study_dir / "run.json").read_text(encoding="utf-8"))
+    source = run.get("input", {})
+    timings = run.get("timings_s", {})
+    return StudyRecord(
+        study=study.id,
+        status=COMPLETE,
+        resumed=True,
+        input=str(study.path),  # run.json names the links folder for a split DICOM study
+        input_kind="dicom" if study.files else str(source.get("kind", "")),
+        series_uid=str(source.get("series_uid") or ""),
+        series_number=source.get("series_number"),
+        device=str(run.get("device", "")),
+        seconds=None,
+        timings={k: float(v) for k, v in timings.items()},
+        volumes_ml=_stats_volumes(study_dir),
+        warnings=list(run.get("warnings", [])),
+    )
+
+
+def write_error(study_dir: Path, record: StudyRecord, source: str) -> Path:
+    """``study_dir/error.txt``: what failed, how often it was tried, the traceback."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"study: {record.study}",
+        f"input: {source}",
+        f"attempts: {record.attempts}",
+        f"worker: {record.worker}",
+        f"error: {record.error}",
+    ]
+    if not record.retryable:
+        lines.append("not retried: the input itself is at fault; fix it and run batch again")
+    text = "\n".join(lines) + "\n\n" + (record.traceback or "(no traceback)") + "\n"
+    return atomic_write_text(study_dir / ERROR_TXT, text)
+
+
+def clean_partial(outdir: Path) -> int:
+    """Delete temporary folders/files a killed run left in OUTDIR and its study
+    folders, and the staging folder; returns how many were removed."""
+    removed = 0
+    candidates = [outdir / STAGING] if (outdir / STAGING).exists() else []
+    for entry in outdir.iterdir():
+        if _PARTIAL.match(entry.name):
+            candidates.append(entry)
+        elif entry.is_dir() and not entry.name.startswith("."):
+            candidates.extend(p for p in entry.iterdir() if _PARTIAL.match(p.name))
+    for path in candidates:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        logger.info("%s: removed %d partial item(s) of an interrupted run", outdir, removed)
+    return removed
+
+
+@contextmanager
+def cohort_lock(outdir: Path) -> Iterator[Path]:
+    """Hold OUTDIR/cohort.lock so a second run on the same OUTDIR stops with a clear
+    error. The OS drops the lock when the process dies, so a killed run never
+    leaves it stuck. Where ``fcntl`` is missing (Windows) no lock is taken."""
+    path = outdir / LOCK_NAME
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise InputError(
+                f"{outdir} is being written by another `medrecon batch` (pid {holder}); wait "
+                "for it to finish or choose another output folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)

@@ -1,0 +1,140 @@
+"""The work one cohort worker does: hold a loaded model, run studies with it.
+
+Both engines use :class:`StudyWorker`: the local engine in each worker process,
+Ray in each actor. The model is loaded once, in the constructor; each study is
+one ``run_study`` call reusing it. Errors never escape :meth:`StudyWorker.process`:
+they come back as a failed :class:`StudyRecord` with the traceback, so an
+exception that cannot be pickled cannot take the engine down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medrecon.cohort.state import COMPLETE, FAILED, STAGING, StudyRecord
+from medrecon.cohort.studies import Study
+from medrecon.errors import DicomError, InputError
+
+__all__ = ["WorkerSpec", "StudyWorker", "worker_name"]
+
+logger = logging.getLogger(__name__)
+
+#: Errors caused by the input itself: the same input fails the same way again.
+_NOT_RETRYABLE = (InputError, DicomError)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable (it travels to processes and Ray actors).
+
+    ``pipeline`` is a shipped pipeline's name or a YAML path readable on every
+    worker node; ``run_options`` are ``run_study`` keyword arguments shared by all
+    studies (a manifest's per-study options override them).
+    """
+
+    pipeline: Any
+    outdir: Path
+    device: str = "auto"
+    run_options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def worker_name() -> str:
+    """``host:pid``, so cohort.csv says where each study ran."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _link_files(study: Study, folder: Path) -> Path:
+    """A private folder of links to a split study's files (copies where links fail)."""
+    folder.mkdir(parents=True)
+    for i, src in enumerate(study.files):
+        dst = folder / f"{i:06d}_{src.name}"  # numbered: two sub-folders may share a name
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:  # pragma: no cover - file systems without symlinks
+            shutil.copy2(src, dst)
+    return folder
+
+
+class StudyWorker:
+    """One worker: a :class:`~medrecon.pipeline.segment.Segmenter` and the run options."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from medrecon.pipeline.segment import Segmenter
+
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        self.spec = spec
+        t0 = time.perf_counter()
+        self.segmenter = Segmenter(spec.pipeline, device=spec.device)
+        self.load_seconds = time.perf_counter() - t0
+        self.name = worker_name()
+        logger.info("worker %s: model loaded in %.2f s", self.name, self.load_seconds)
+
+    def process(self, study: Study, attempt: int = 1) -> StudyRecord:
+        """Run one study into ``OUTDIR/<study.id>``; never raises."""
+        t0 = time.perf_counter()
+        staging = None
+        try:
+            source = study.path
+            if study.files:
+                staging = self.spec.outdir / STAGING / f"{study.id}-{os.getpid()}"
+                source = _link_files(study, staging)
+            record = self._run(study, source)
+        except BaseException as exc:  # recorded, never raised: one study must not stop a cohort
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            record = StudyRecord(
+                study=study.id,
+                status=FAILED,
+                input=str(study.path),
+                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                traceback=traceback.format_exc(),
+                retryable=not isinstance(exc, _NOT_RETRYABLE),
+            )
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        record.attempts = attempt
+        record.worker = self.name
+        record.seconds = round(time.perf_counter() - t0, 3)
+        return record
+
+    def _run(self, study: Study, source: Path) -> StudyRecord:
+        from medrecon.run import run_study
+
+        study_dir = self.spec.outdir / study.id
+        options = {**self.spec.run_options, **study.options}
+        result = run_study(
+            source,
+            study_dir,
+            segmenter=self.segmenter,
+            overwrite=study_dir.exists(),  # only unfinished (or --force) studies get here
+            **options,
+        )
+        return StudyRecord(
+            study=study.id,
+            status=COMPLETE,
+            input=str(study.path),
+            input_kind="dicom" if study.files else result.input_kind,
+            series_uid=result.series_uid or "",
+            series_number=result.series_number,
+            device=result.device,
+            timings={k: round(v, 3) for k, v in result.timings.items()},
+            volumes_ml={
+                str(r["name"]): float(r["volume_ml"])
+                for r in result.stats
+                if r.get("volume_ml") is not None
+            },
+            warnings=list(result.warnings),
+        )
