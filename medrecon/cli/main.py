@@ -18,6 +18,7 @@ _COMMANDS = {
     "segment": "medrecon.cli.segment",
     "run": "medrecon.cli.run",
     "evaluate": "medrecon.cli.evaluate",
+    "batch": "medrecon.cli.batch",
 }
 
 
