@@ -26,11 +26,12 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.export.mesh_filters import (
-    decimate_and_smooth,
+    decimate_mesh,
     is_watertight,
     mesh_area,
     mesh_volume,
     restore_volume,
+    smooth_mesh,
 )
 from medrecon.pipeline.config import Label
 from medrecon.volume import Volume
@@ -124,14 +125,31 @@ def label_meshes(
         verts = verts @ index_to_lps[:3, :3].T + index_to_lps[:3, 3]
         if mirror:
             faces = faces[:, ::-1]
-        verts, faces = decimate_and_smooth(verts, faces, smoothing, decimate)
+        verts, faces = smooth_mesh(verts, faces, smoothing)
+        verts, faces, closed = _decimate_closed(verts, faces, decimate, value)
         smoothed = mesh_volume(verts, faces)
         offset = 0.0
         if preserve_volume:
             verts, offset = restore_volume(verts, faces, count * voxel_mm3, max_offset)
         label = table.get(value) or _unknown_label(value)
-        meshes.append(_make_mesh(label, verts, faces, count * voxel_mm3, smoothed, offset))
+        mesh = _make_mesh(label, verts, faces, count * voxel_mm3, smoothed, offset, closed)
+        meshes.append(mesh)
     return meshes
+
+
+def _decimate_closed(verts: np.ndarray, faces: np.ndarray, reduction: float, value: int) -> tuple:
+    """Decimate, but keep the undecimated mesh when decimation broke a closed
+    surface (vtkDecimatePro now and then leaves one non-manifold edge on small
+    labels). Returns (vertices, faces, watertight)."""
+    if reduction == 0:
+        return verts, faces, is_watertight(faces)
+    fewer = decimate_mesh(verts, faces, reduction)
+    if is_watertight(fewer[1]):
+        return *fewer, True
+    if not is_watertight(faces):
+        return *fewer, False
+    logger.debug("label %d: decimation opened the surface; kept it undecimated", value)
+    return verts, faces, True
 
 
 def _label_array(label_map: Volume) -> np.ndarray:
@@ -204,6 +222,7 @@ def _make_mesh(
     voxel_mm3: float,
     smoothed_mm3: float,
     offset: float,
+    watertight: bool,
 ) -> LabelMesh:
     volume = mesh_volume(verts, faces)
     return LabelMesh(
@@ -216,5 +235,5 @@ def _make_mesh(
         area_mm2=mesh_area(verts, faces),
         volume_change=volume / voxel_mm3 - 1.0,
         offset_mm=offset,
-        watertight=is_watertight(faces),
+        watertight=watertight,
     )

@@ -15,32 +15,34 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "decimate_and_smooth",
+    "decimate_mesh",
+    "from_polydata",
     "is_watertight",
     "mesh_area",
     "mesh_volume",
     "restore_volume",
+    "smooth_mesh",
+    "to_polydata",
     "vertex_normals",
 ]
 
 
-def decimate_and_smooth(
-    verts: np.ndarray, faces: np.ndarray, smoothing: float, decimate: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windowed-sinc smoothing (pass band ``10 ** (-4 * smoothing)``), then decimation.
-
-    Smoothing first: decimating the voxel staircase stalls at about half the
-    faces (its corners cannot go without changing the topology) and loses
-    more volume on thin structures.
-    """
-    if len(faces) == 0 or (smoothing == 0 and decimate == 0):
+def smooth_mesh(verts: np.ndarray, faces: np.ndarray, smoothing: float) -> tuple:
+    """Windowed-sinc smoothing, pass band ``10 ** (-4 * smoothing)``; 0 = unchanged."""
+    if len(faces) == 0 or smoothing == 0:
         return verts, faces
-    poly = _to_polydata(verts, faces)
-    if smoothing > 0:
-        poly = _smooth(poly, smoothing)
-    if decimate > 0:
-        poly = _decimate(poly, decimate)
-    return _from_polydata(poly)
+    return from_polydata(_smooth(to_polydata(verts, faces), smoothing))
+
+
+def decimate_mesh(verts: np.ndarray, faces: np.ndarray, reduction: float) -> tuple:
+    """Remove about ``reduction`` of the triangles, keeping the topology.
+
+    Run it after smoothing: decimating the voxel staircase stalls at about
+    half the faces (its corners cannot go without changing the topology).
+    """
+    if len(faces) == 0 or reduction == 0:
+        return verts, faces
+    return from_polydata(_decimate(to_polydata(verts, faces), reduction))
 
 
 def _smooth(poly: Any, smoothing: float) -> Any:
@@ -72,7 +74,8 @@ def _decimate(poly: Any, reduction: float) -> Any:
     return decimator.GetOutput()
 
 
-def _to_polydata(verts: np.ndarray, faces: np.ndarray) -> Any:
+def to_polydata(verts: np.ndarray, faces: np.ndarray) -> Any:
+    """A vtkPolyData of triangles from (N, 3) vertices and (M, 3) faces."""
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import vtkPoints
     from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
@@ -92,7 +95,8 @@ def _to_polydata(verts: np.ndarray, faces: np.ndarray) -> Any:
     return poly
 
 
-def _from_polydata(poly: Any) -> tuple[np.ndarray, np.ndarray]:
+def from_polydata(poly: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices, triangle faces) of a triangle-only vtkPolyData."""
     from vtkmodules.util import numpy_support
 
     if poly.GetNumberOfPoints() == 0 or poly.GetNumberOfPolys() == 0:
