@@ -294,6 +294,26 @@ def test_medrecon_output_folders(ref, tmp_path):
     assert result.score("spleen").hd95_mm == 3.0 and result.score("liver").dice == 1.0
 
 
+def test_labels_only_one_table_names_are_reported(ref):
+    # The prediction's table names only values 1-5, plus a structure the reference lacks.
+    names = {v: n for v, n in ref.names.items() if v <= 5} | {200: "tumour"}
+    pred = LabelMap(ref.volume, names, "pred")
+    result = evaluate(pred, ref, labels=["liver", "aorta"])
+    aorta = result.score("aorta")
+    assert (aorta.pred_value, aorta.status, aorta.dice, aorta.pred_voxels) == (
+        None,
+        "missing_in_pred",
+        0.0,
+        0,
+    )
+    assert result.score("liver").dice == 1.0
+    assert result.warnings == ["not in the prediction's label table (scored as missing): aorta"]
+    everything = evaluate(pred, ref)
+    assert len(everything.scores) == 59
+    assert "not in the reference's label table (not scored): tumour" in everything.warnings
+    assert any(w.endswith("and 44 more") for w in everything.warnings)
+
+
 def test_missing_and_absent_labels_and_their_files(tmp_path):
     affine = np.diag([1.5, 1.5, 2.0, 1.0])
     ref = np.zeros((20, 20, 10), np.uint8)

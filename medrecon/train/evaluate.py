@@ -227,22 +227,26 @@ def _present(array: np.ndarray) -> set[int]:
     return {int(v) for v in np.unique(array) if v != 0}
 
 
-def _pairs_by_name(pred: LabelMap, ref: LabelMap, warn: list[str]) -> list[tuple]:
+def _few(names: list[str], limit: int = 10) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _pairs_by_name(pred: LabelMap, ref: LabelMap, warn: list[str], restricted: bool) -> list[tuple]:
+    """Pairs ``(name, ref value, pred value or None)`` for every reference label."""
     pred_index = _index_names(pred.names or {}, pred.source)
     ref_index = _index_names(ref.names or {}, ref.source)
     common = set(pred_index) & set(ref_index)
     if not common:
         raise LabelMatchError(
             f"no label name is in both maps: reference {ref.source} has "
-            f"{sorted(ref_index)[:8]}, prediction {pred.source} has {sorted(pred_index)[:8]}; "
-            "check the label tables (.ctbl/.labels.csv/labels.json) beside the files"
+            f"{_few(sorted(ref_index), 8)}; prediction {pred.source} has "
+            f"{_few(sorted(pred_index), 8)}. "
+            "Check the label tables (.ctbl/.labels.csv/labels.json) beside the files"
         )
-    only_ref = sorted(set(ref_index) - common)
     only_pred = sorted(set(pred_index) - common)
-    if only_ref:
-        warn.append(f"not in the prediction's label table (scored as missing): {only_ref}")
-    if only_pred:
-        warn.append(f"not in the reference's label table (not scored): {only_pred}")
+    if only_pred and not restricted:
+        warn.append(f"not in the reference's label table (not scored): {_few(only_pred)}")
     return [
         (ref.names[v], v, pred_index.get(key))
         for key, v in sorted(ref_index.items(), key=lambda x: x[1])
@@ -358,11 +362,14 @@ def evaluate(
     n_read = len(warn)  # those were logged by the readers
     pred_arr, resampled = on_reference_grid(pred_map, ref_map, warn)
     if pred_map.names and ref_map.names:
-        pairs = _pairs_by_name(pred_map, ref_map, warn)
+        pairs = _pairs_by_name(pred_map, ref_map, warn, restricted=bool(labels))
     else:
         pairs = _pairs_by_value(pred_map, pred_arr, ref_map, warn)
     if labels:
         pairs = _restrict(pairs, labels)
+    unmatched = [name for name, _, pred_value in pairs if pred_value is None]
+    if unmatched:
+        warn.append(f"not in the prediction's label table (scored as missing): {_few(unmatched)}")
     spacing = ref_map.volume.spacing
     voxel_ml = abs(float(np.linalg.det(ref_map.volume.affine[:3, :3]))) / 1000.0
     ref_arr = ref_map.volume.array
