@@ -90,6 +90,7 @@ class WrittenOutputs:
     stats: list[dict[str, Any]] = field(default_factory=list)
     meshes: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 Stage = Callable[[str], AbstractContextManager[None]]
@@ -125,17 +126,18 @@ def write_outputs(
     if "meshes" in plan:
         with stage("meshes"):
             mesh_files = _write_meshes(folder, labels, table, mesh_format, out)
+    modality = image.meta.modality or seg.pipeline.modality
     if "stats" in plan:
         with stage("stats"):
-            _write_stats(folder, labels, image, table, out)
+            _write_stats(folder, labels, image, seg.pipeline, modality, out)
     if "dicom_seg" in plan:
         with stage("dicom_seg"):
-            _write_dicom_seg(folder, labels, table, image, seg.pipeline, present, out)
+            _write_dicom_seg(folder, labels, image, seg.pipeline, present, out)
     if "preview" in plan:
         with stage("preview"):
             from medrecon.export.preview import write_preview
 
-            write_preview(folder / PREVIEW, image, labels, table)
+            write_preview(folder / PREVIEW, image, labels, table, modality=modality)
         out.files.append(PREVIEW)
     if "scene" in plan:
         with stage("scene"):
@@ -164,24 +166,50 @@ def _write_meshes(folder: Path, labels: Volume, table, fmt: str, out: WrittenOut
     return written
 
 
-def _write_stats(folder: Path, labels: Volume, image: Volume, table, out: WrittenOutputs) -> None:
+def _write_stats(folder: Path, labels: Volume, image: Volume, pipeline, modality, out) -> None:
     from medrecon.export.stats import label_statistics, write_stats
 
-    out.stats = label_statistics(labels, image, table)
-    write_stats(folder / STATS_CSV, folder / STATS_JSON, out.stats)
+    out.stats = label_statistics(labels, image, pipeline.labels)
+    meta = {
+        "study_uid": image.meta.study_uid,
+        "series_uid": image.meta.series_uid,
+        "series_number": image.meta.series_number,
+        "pipeline": pipeline.name,
+        "pipeline_version": pipeline.version,
+        "modality": modality,
+        "intensity_unit": "HU" if (modality or "").upper() == "CT" else "scanner units",
+    }
+    write_stats(folder / STATS_CSV, folder / STATS_JSON, out.stats, meta=meta)
     out.files += [STATS_CSV, STATS_JSON]
 
 
-def _write_dicom_seg(folder, labels, table, image, pipeline, present, out) -> None:
+def _write_dicom_seg(folder, labels, image, pipeline, present, out: WrittenOutputs) -> None:
     if not present:
         # A DICOM SEG needs at least one segment; an empty result is recorded instead.
-        out.skipped["dicom_seg"] = "no label was found, and a DICOM SEG needs one segment"
-        logger.warning("no DICOM SEG written: %s", out.skipped["dicom_seg"])
+        _skip(out, "dicom_seg", "no label was found, and a DICOM SEG needs one segment")
         return
     from medrecon.export.dicomseg import write_dicom_seg
 
-    write_dicom_seg(folder / DICOM_SEG, labels, table, image, pipeline=pipeline)
+    try:
+        write_dicom_seg(
+            folder / DICOM_SEG,
+            labels,
+            pipeline.labels,
+            image,
+            pipeline_name=pipeline.name,
+            pipeline_version=pipeline.version,
+        )
+    except InputError as exc:
+        # The other outputs stand on their own; a SEG the source cannot carry is reported.
+        _skip(out, "dicom_seg", str(exc))
+        return
     out.files.append(DICOM_SEG)
+
+
+def _skip(out: WrittenOutputs, name: str, reason: str) -> None:
+    out.skipped[name] = reason
+    out.warnings.append(f"no {name} written: {reason}")
+    logger.warning(out.warnings[-1])
 
 
 def _write_scene(folder: Path, plan: OutputPlan, mesh_files, out: WrittenOutputs) -> None:

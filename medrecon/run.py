@@ -211,6 +211,7 @@ def run_study(
             written = write_outputs(
                 tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
             )
+            warnings.extend(written.warnings)
         result = RunResult(
             outdir=outdir,
             status="complete",
