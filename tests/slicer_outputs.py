@@ -1,9 +1,8 @@
 """Build a medrecon output folder from real labels, as ``medrecon run`` lays it out.
 
 Shared by the Slicer-loading test and the scene tests. Meshes come from
-marching cubes here (written as binary STL in LPS with ``SPACE=LPS`` in the
-header, the convention medrecon's meshes follow), so the folder can be built
-without the mesh exporter.
+medrecon's mesh exporter; :func:`write_stl_lps` is a plain marching-cubes STL
+writer kept for tests that need a deliberately wrong mesh.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.export.colortable import write_color_csv
+from medrecon.export.meshio import write_meshes
 from medrecon.export.scene import write_scene
 from medrecon.export.segnrrd import write_seg_nrrd
 from medrecon.io.nifti import read_nifti, write_nifti
@@ -81,7 +81,12 @@ def _codes(label: Label) -> dict[str, list[str]]:
 
 
 def build_outdir(
-    outdir: Path, image: Volume, labels: Volume, table: Sequence[Label], mesh_names: Sequence[str]
+    outdir: Path,
+    image: Volume,
+    labels: Volume,
+    table: Sequence[Label],
+    mesh_names: Sequence[str],
+    mesh_format: str = "stl",
 ) -> Path:
     """Write image, labels + colour table, seg.nrrd, meshes, scene and expected.json."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -90,10 +95,9 @@ def build_outdir(
     write_color_csv(outdir / "labels.labels.csv", table)
     write_seg_nrrd(outdir / "segmentation.seg.nrrd", labels, table)
     by_name = {label.name: label for label in table}
-    meshes = []
-    for name in mesh_names:
-        path = write_stl_lps(outdir / "meshes" / f"{name}.stl", labels, by_name[name].value)
-        meshes.append((path.relative_to(outdir), by_name[name]))
+    wanted = [by_name[name].value for name in mesh_names]
+    reports = write_meshes(outdir / "meshes", labels, table, fmt=mesh_format, labels=wanted)
+    meshes = [(report.path.relative_to(outdir), report.mesh.label) for report in reports]
     write_scene(
         outdir / "scene.mrml",
         image="image.nii.gz",

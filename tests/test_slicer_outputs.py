@@ -59,15 +59,18 @@ def _check(python: str, outdir: Path) -> tuple[int, dict]:
     return done.returncode, json.loads(summary.read_text())
 
 
-@pytest.mark.parametrize("case", ["ct-ras", "mr-lps", "ct-oblique"])
-def test_slicer_loads_outputs(slicer_python, shared_data, tmp_path, case):
-    if case == "mr-lps":  # stored LPS on disk: i runs to the left, j to posterior
-        image, labels, table = real_case(shared_data, "mr-abdomen", ORGANS)
-    else:
-        image, labels, table = real_case(shared_data, "ct-abdomen", ORGANS)
-    if case == "ct-oblique":
+# Each case also exercises one mesh format through Slicer's model reader.
+@pytest.mark.parametrize(
+    ("case", "mesh_format"),
+    [("ct-ras", "stl"), ("mr-lps", "vtp"), ("ct-oblique", "ply"), ("mr-oblique", "obj")],
+)
+def test_slicer_loads_outputs(slicer_python, shared_data, tmp_path, case, mesh_format):
+    # mr-abdomen is stored LPS on disk: i runs to the left, j to posterior.
+    folder = "mr-abdomen" if case.startswith("mr") else "ct-abdomen"
+    image, labels, table = real_case(shared_data, folder, ORGANS)
+    if case.endswith("oblique"):
         image, labels = oblique(image), oblique(labels)
-    outdir = build_outdir(tmp_path / case, image, labels, table, ORGANS)
+    outdir = build_outdir(tmp_path / case, image, labels, table, ORGANS, mesh_format)
     write_mrb(outdir, outdir / "scene.mrb")
 
     rc, summary = _check(slicer_python, outdir)
