@@ -18,7 +18,12 @@ from medrecon.export.colortable import write_color_csv, write_ctbl
 from medrecon.io.nifti import write_nifti
 from medrecon.pipeline.config import Label
 from medrecon.train.evaluate import LabelMatchError, evaluate
-from medrecon.train.label_inputs import LabelMap, read_label_map, resample_nearest
+from medrecon.train.label_inputs import (
+    LabelMap,
+    find_label_table,
+    read_label_map,
+    resample_nearest,
+)
 from medrecon.volume import Volume
 
 SPACING = 3.0  # ct-abdomen labels are 3 mm isotropic
@@ -286,8 +291,10 @@ def test_medrecon_output_folders(ref, tmp_path):
     nifti_out.mkdir()
     seg_out.mkdir()
     write_nifti(ref.volume.with_array(_eroded(ref, "spleen", 1)), nifti_out / "labels.nii.gz")
-    write_ctbl(nifti_out / "labels.ctbl", table)
+    write_ctbl(nifti_out / "labels.ctbl", table)  # as `medrecon run` writes: both tables
+    write_color_csv(nifti_out / "labels.labels.csv", table)
     write_seg_nrrd(seg_out / "segmentation.seg.nrrd", ref.volume, table)
+    assert find_label_table(nifti_out / "labels.nii.gz").name == "labels.labels.csv"
     result = evaluate(nifti_out, seg_out, labels=ORGANS)
     assert result.pred_source.endswith("labels.nii.gz")
     assert result.ref_source.endswith("segmentation.seg.nrrd")

@@ -61,12 +61,13 @@ def _nifti_stem(path: Path) -> str:
 def find_label_table(image: str | os.PathLike[str]) -> Path | None:
     """The label table beside a NIfTI label map, or None.
 
-    Looked for in this order: ``<stem>.ctbl``, ``<stem>.labels.csv``,
-    ``<stem>.labels.json``, then ``labels.json`` in the same folder.
+    Looked for in this order: ``<stem>.labels.csv`` (Slicer's CSV table, which keeps
+    names with spaces), ``<stem>.ctbl``, ``<stem>.labels.json``, then ``labels.json``
+    in the same folder.
     """
     image = Path(image)
     stem = _nifti_stem(image)
-    candidates = [f"{stem}.ctbl", f"{stem}.labels.csv", f"{stem}.labels.json", "labels.json"]
+    candidates = [f"{stem}.labels.csv", f"{stem}.ctbl", f"{stem}.labels.json", "labels.json"]
     for name in candidates:
         path = image.with_name(name)
         if path.is_file():
@@ -171,11 +172,12 @@ def _read_seg_nrrd_labels(path: Path) -> LabelMap:
 
 
 def _read_output_folder(folder: Path) -> LabelMap:
-    for name in ("labels.nii.gz", "labels.nii"):
-        if (folder / name).is_file():
-            return _read_nifti_labels(folder / name, None)
-    if (folder / "segmentation.seg.nrrd").is_file():
-        return _read_seg_nrrd_labels(folder / "segmentation.seg.nrrd")
+    from medrecon.outputs import LABELS, SEG_NRRD
+
+    if (folder / LABELS).is_file():
+        return _read_nifti_labels(folder / LABELS, None)
+    if (folder / SEG_NRRD).is_file():
+        return _read_seg_nrrd_labels(folder / SEG_NRRD)
     raise InputError(
         f"{folder}: no labels.nii.gz or segmentation.seg.nrrd in this folder; give a medrecon "
         "output folder, a NIfTI label map or a .seg.nrrd file"
