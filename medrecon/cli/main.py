@@ -16,6 +16,7 @@ _COMMANDS = {
     "convert": "medrecon.cli.convert",
     "pipelines": "medrecon.cli.pipelines",
     "segment": "medrecon.cli.segment",
+    "train": "medrecon.cli.train",
     "run": "medrecon.cli.run",
     "evaluate": "medrecon.cli.evaluate",
     "batch": "medrecon.cli.batch",
