@@ -1,0 +1,232 @@
+"""Cohorts on the local engine: discovery, fault isolation, cohort.csv, resume,
+a killed worker, a killed ``medrecon batch`` restarted.
+
+The cohort is built from ../shared/data (tests/cohort_helpers.py); the network is
+the small UNet trained in this session (``ball_pipeline``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from cohort_helpers import BAD, GOOD, build_cohort, read_cohort_csv
+
+from medrecon.cli.main import main
+from medrecon.cohort import discover_studies, read_manifest, run_cohort
+from medrecon.cohort.studies import sanitise_id, unique_ids
+from medrecon.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cohort(shared_data, tmp_path_factory) -> Path:
+    return build_cohort(shared_data, tmp_path_factory.mktemp("cohort-in"))
+
+
+@pytest.fixture(scope="module")
+def first_run(cohort, ball_pipeline, tmp_path_factory):
+    """The cohort through the CLI: one worker process, one retry."""
+    out = tmp_path_factory.mktemp("cohort-out") / "out"
+    args = ["batch", str(cohort), "-o", str(out), "--pipeline", str(ball_pipeline)]
+    code = main([*args, "--device", "cpu", "--retries", "1", "--no-progress"])
+    return code, out
+
+
+def test_ids_are_sanitised_unique_and_stable():
+    assert sanitise_id("Patient 01 / CT (arterial)") == "Patient_01_CT_arterial"
+    assert sanitise_id("../..") == "study"
+    assert unique_ids(["a b", "a_b", "A_B", "cohort.csv", "x"]) == [
+        "a_b",
+        "a_b-2",
+        "A_B-3",
+        "cohort.csv-2",
+        "x",
+    ]
+
+
+def test_folder_layout_finds_study_folders_and_volume_files(tmp_path):
+    (tmp_path / "b study").mkdir()
+    (tmp_path / "b study" / "IM1.dcm").write_bytes(b"x")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "ct.nii.gz").write_bytes(b"x")
+    (tmp_path / "c.nrrd").write_bytes(b"x")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "notes.txt").write_text("not a study")
+    studies = discover_studies(tmp_path)
+    assert [s.id for s in studies] == ["a", "b_study", "c"]
+    # A folder holding one volume file is that file; a DICOM folder stays a folder.
+    assert [s.path for s in studies] == [
+        tmp_path / "a" / "ct.nii.gz",
+        tmp_path / "b study",
+        tmp_path / "c.nrrd",
+    ]
+
+
+def test_dicom_folder_is_split_by_study_uid(shared_data, tmp_path):
+    from medrecon.io.dicom.write_series import write_ct_series
+
+    flat = tmp_path / "flat"
+    image = np.zeros((8, 8, 9), np.int16)
+    for n in (1, 2):
+        write_ct_series(image, np.eye(4), tmp_path / f"s{n}", study_description=f"study {n}")
+    flat.mkdir()
+    for n in (1, 2):
+        for f in sorted((tmp_path / f"s{n}").iterdir()):
+            f.rename(flat / f"{n}_{f.name}")
+    (flat / "garbage.dcm").write_bytes(b"not dicom")
+    studies = discover_studies(flat)
+    assert len(studies) == 2
+    assert sorted(len(s.files) for s in studies) == [9, 9]
+    assert all(s.path == flat and s.id == s.source for s in studies)  # UIDs are safe names
+    assert {f.name[0] for f in studies[0].files} in ({"1"}, {"2"})
+
+
+def test_manifest_csv_and_json(tmp_path):
+    (tmp_path / "m.csv").write_text(
+        "study_id,path,series,dicom_seg,group\nP 1,data/p1,3,no,control\n,data/p2,,,case\n"
+    )
+    one, two = read_manifest(tmp_path / "m.csv")
+    assert (one.id, one.path, one.options) == (
+        "P_1",
+        tmp_path / "data/p1",
+        {"series": "3", "dicom_seg": False},
+    )
+    assert (two.id, two.options, two.extra) == ("p2", {}, {"group": "case"})
+    (tmp_path / "m.json").write_text(json.dumps({"studies": [{"path": "/abs/x", "mrb": True}]}))
+    (study,) = discover_studies(tmp_path / "m.json")
+    assert (study.id, study.path, study.options) == ("x", Path("/abs/x"), {"mrb": True})
+    (tmp_path / "bad.csv").write_text("study_id,path\nA,\n")
+    with pytest.raises(InputError, match=r"bad.csv row 2: no 'path'"):
+        read_manifest(tmp_path / "bad.csv")
+
+
+def test_good_studies_complete_and_bad_ones_are_recorded(first_run):
+    code, out = first_run
+    assert code == 1  # some failed
+    rows = read_cohort_csv(out / "cohort.csv")
+    assert list(rows) == sorted(GOOD + BAD)
+    for name in GOOD:
+        assert rows[name]["status"] == "complete", rows[name]["error"]
+        assert json.loads((out / name / "run.json").read_text())["status"] == "complete"
+        assert not (out / name / "error.txt").exists()
+    for name in BAD:
+        assert rows[name]["status"] == "failed"
+        assert rows[name]["attempts"] == "1"  # input errors are not retried
+        assert "NoImageError" in rows[name]["error"]
+        text = (out / name / "error.txt").read_text()
+        assert f"study: {name}" in text and "Traceback (most recent call last)" in text
+        assert sorted(p.name for p in (out / name).iterdir()) == ["error.txt"]
+    assert "corrupt: failed after 1 attempt(s)" in (out / "cohort.log").read_text()
+
+
+def test_cohort_csv_matches_each_study_and_its_label_map(first_run):
+    _, out = first_run
+    rows = read_cohort_csv(out / "cohort.csv")
+    workers = {rows[name]["worker"] for name in GOOD}
+    assert len(workers) == 1  # one worker process: the model was loaded once for all studies
+    for name in GOOD:
+        row = rows[name]
+        stats = json.loads((out / name / "stats.json").read_text())["labels"]
+        run = json.loads((out / name / "run.json").read_text())
+        labels = nib.load(out / name / "labels.nii.gz")
+        voxel_ml = abs(np.linalg.det(labels.affine[:3, :3])) / 1000
+        count = int((np.asarray(labels.dataobj) == 1).sum())
+        assert float(row["ball_ml"]) == pytest.approx(count * voxel_ml, rel=1e-5)
+        assert float(row["ball_ml"]) == pytest.approx(stats[0]["volume_ml"], rel=1e-5)
+        assert row["series_uid"] == (run["input"]["series_uid"] or "")
+        assert row["device"] == "cpu" and float(row["seconds"]) > 0
+        assert float(row["time_segment_s"]) == pytest.approx(run["timings_s"]["segment"], abs=2e-3)
+    assert rows["ct-dicom"]["input_kind"] == "dicom" and rows["ct-ras"]["input_kind"] == "nifti"
+    # The LPS copy holds the same voxels as the RAS one: the same organ volume.
+    assert rows["ct-lps"]["ball_ml"] == rows["ct-ras"]["ball_ml"]
+    assert rows["corrupt"]["ball_ml"] == ""
+
+
+def test_rerun_skips_complete_studies_and_retries_failed(first_run, cohort, ball_pipeline):
+    _, out = first_run
+    before = {n: (out / n / "run.json").stat().st_mtime_ns for n in GOOD}
+    table = read_cohort_csv(out / "cohort.csv")
+    events = []
+    result = run_cohort(
+        cohort,
+        out,
+        pipeline=ball_pipeline,
+        workers=0,
+        device="cpu",
+        on_event=events.append,
+    )
+    assert {e.study for e in events if e.kind == "skip"} == set(GOOD)
+    assert {e.study for e in events if e.kind == "start"} == set(BAD)
+    assert before == {n: (out / n / "run.json").stat().st_mtime_ns for n in GOOD}
+    again = read_cohort_csv(out / "cohort.csv")
+    for name in GOOD:
+        assert again[name]["resumed"] == "yes"
+        for column in ("ball_ml", "series_uid", "input", "input_kind", "device", "time_segment_s"):
+            assert again[name][column] == table[name][column], column
+    assert [r.study for r in result.failed] == sorted(BAD)
+
+
+def test_killed_worker_fails_the_attempt_and_the_study_is_retried(cohort, ball_pipeline, tmp_path):
+    killed = []
+
+    def kill_first(event):
+        if event.kind == "start" and not killed and event.study == "ct-lps":
+            pid = int(event.worker.rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    result = run_cohort(
+        cohort, tmp_path / "out", pipeline=ball_pipeline, device="cpu", on_event=kill_first
+    )
+    record = next(r for r in result.records if r.study == "ct-lps")
+    assert killed and record.status == "complete" and record.attempts == 2
+    assert int(record.worker.rsplit(":", 1)[1]) != killed[0]
+    assert {r.study for r in result.complete} == set(GOOD)
+    log = (tmp_path / "out" / "cohort.log").read_text()
+    assert "attempt 1 failed (worker process" in log and "SIGKILL" in log
+
+
+@pytest.mark.slow
+def test_killed_batch_restarted_finishes_without_redoing(cohort, ball_pipeline, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medrecon.cli.main", "batch", str(cohort), "-o", str(out)]
+    cmd += ["--pipeline", str(ball_pipeline), "--device", "cpu", "--no-progress"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / GOOD[0] / "run.json").exists():
+        assert driver.poll() is None and time.monotonic() < deadline, "no study finished"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    log = (out / "cohort.log").read_text()
+    worker_pid = int(log.split(" on ")[1].split(":")[1].split()[0])
+    time.sleep(3)  # the worker notices its driver is gone within a second
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)
+    first = (out / GOOD[0] / "run.json").stat().st_mtime_ns
+    done_before = {n for n in GOOD if (out / n / "run.json").exists()}
+    result = run_cohort(cohort, out, pipeline=ball_pipeline, device="cpu")
+    assert {r.study for r in result.complete} == set(GOOD)
+    assert {r.study for r in result.records if r.resumed} == done_before
+    assert (out / GOOD[0] / "run.json").stat().st_mtime_ns == first
+    leftovers = [p for p in out.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == [] and not (out / ".staging").exists()
+
+
+def test_second_batch_on_the_same_outdir_is_refused(cohort, ball_pipeline, tmp_path):
+    from medrecon.cohort.state import cohort_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with cohort_lock(out), pytest.raises(InputError, match="being written by another"):
+        run_cohort(cohort, out, pipeline=ball_pipeline, workers=0)
