@@ -3,13 +3,14 @@
 ``.ctbl`` is Slicer's plain colour-table format: one ``value name R G B A``
 line per label (names without spaces), comment lines starting with ``#``.
 
-The CSV colour table (Slicer 5.8 and later) also carries each label's SNOMED CT
-codes. Its columns are the ones Slicer's own ``vtkMRMLColorTableStorageNode``
-writes: ``LabelValue, Name, Color_R, Color_G, Color_B, Color_A`` (0-255), then
-scheme/value/meaning triplets for Category, Type, TypeModifier, Region and
-RegionModifier. Slicer's Segmentations module picks up ``<name>.labels.csv``
-beside a label map ``<name>.nii.gz`` when the map is loaded as a segmentation,
-so ``labels.nii.gz`` goes with ``labels.labels.csv`` (see docs/slicer.md).
+The CSV colour table (recent Slicer, added in 2025) also carries each label's
+SNOMED CT codes. Its columns are the ones Slicer's own
+``vtkMRMLColorTableStorageNode`` writes: ``LabelValue, Name, Color_R, Color_G,
+Color_B, Color_A`` (0-255), then scheme/value/meaning triplets for Category,
+Type, TypeModifier, Region and RegionModifier. Slicer names the table of a label
+map ``<name>.nii.gz`` ``<name>.labels.csv`` when it exports one, and its colour
+table reader claims the ``.labels.csv`` suffix, so ``labels.nii.gz`` goes with
+``labels.labels.csv`` (see docs/slicer.md for what Slicer does with it on load).
 """
 
 from __future__ import annotations

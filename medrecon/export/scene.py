@@ -26,8 +26,9 @@ __all__ = ["MRML_VERSION", "scene_files", "write_mrb", "write_scene"]
 
 logger = logging.getLogger(__name__)
 
-#: The scene version Slicer 5.8.1 writes: "<application> <major.minor.patch> <revision>",
-#: the form vtkMRMLScene::ParseVersion reads back in full.
+#: A Slicer 5 scene version in the form Slicer writes, "<application>
+#: <major.minor.patch> <revision>", which vtkMRMLScene::ParseVersion reads in full
+#: (Slicer reads it to recognise scenes written by older versions).
 MRML_VERSION = "Slicer 5.8.1 33241"
 
 #: MRML storage nodes whose ``fileName`` attribute names a data file.
