@@ -464,3 +464,12 @@ def test_watertight_check_finds_holes_and_flipped_faces():
     flipped = mesh.faces.copy()
     flipped[0] = flipped[0, ::-1]
     assert not is_watertight(flipped)  # one face wound inward
+
+
+def test_threads_give_the_same_meshes(two_labels):
+    one = label_meshes(two_labels)
+    two = label_meshes(two_labels, threads=2)
+    assert [m.label.value for m in two] == [m.label.value for m in one]
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        np.testing.assert_array_equal(a.faces, b.faces)
