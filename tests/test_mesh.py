@@ -473,3 +473,19 @@ def test_threads_give_the_same_meshes(two_labels):
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a.vertices, b.vertices)
         np.testing.assert_array_equal(a.faces, b.faces)
+
+
+def test_lewiner_non_manifold_case_falls_back_to_a_closed_surface():
+    # 12 voxels cut from a lumpy blob where Lewiner's marching cubes shares
+    # edges between four faces; the classic table closes it.
+    from skimage.measure import marching_cubes
+
+    labels = np.zeros((6, 6, 6), np.uint8)
+    voxels = [(0, 2, 2), (0, 3, 3), (1, 1, 1), (1, 2, 2), (1, 3, 2), (1, 3, 3)]
+    voxels += [(2, 1, 0), (2, 2, 1), (2, 3, 1), (2, 3, 2), (3, 2, 0), (3, 3, 1)]
+    labels[tuple(np.array(voxels).T + 1)] = 1
+    _, faces, _, _ = marching_cubes(np.pad(labels, 1), 0.5, method="lewiner")
+    assert not is_watertight(faces)
+    (mesh,) = label_meshes(Volume(labels, np.eye(4)), decimate=0.0)
+    assert mesh.watertight
+    assert mesh_volume(mesh.vertices, mesh.faces) > 0
