@@ -366,10 +366,11 @@ def test_unknown_format_is_refused(tmp_path, two_labels):
 # -- real data ------------------------------------------------------------------------
 
 
-def test_real_ct_meshes_sit_on_their_voxels(shared_data):
+@pytest.mark.parametrize("case", ["ct-abdomen", "mr-abdomen"])  # RAS and LPS on disk
+def test_real_meshes_sit_on_their_voxels(shared_data, case):
     from medrecon.io.nifti import read_nifti
 
-    folder = shared_data / "ct-abdomen"
+    folder = shared_data / case
     labels = read_nifti(folder / "labels.nii.gz")
     names = json.loads((folder / "labels.json").read_text())
     table = [Label(int(v), name, (128, 128, 128)) for v, name in names.items()]
@@ -390,6 +391,7 @@ def test_real_ct_meshes_sit_on_their_voxels(shared_data):
         assert mesh.watertight, mesh.label.name
         assert mesh_volume(mesh.vertices, mesh.faces) > 0
     liver = next(m for m in meshes if m.label.name == "liver")
+    assert liver.watertight
     assert abs(liver.volume_change) < 1e-3
     assert abs(liver.smoothed_volume_mm3 / liver.voxel_volume_mm3 - 1) < 0.02
 
