@@ -236,13 +236,74 @@ def _label_from_record(record: dict[str, str], value: int) -> Label:
     return Label(value, name, _color(record.get("Color", "")), category, type_, modifier)
 
 
+def _layer_maps(
+    records: list[dict[str, str]], new_values: list[int], n_layers: int, path: Path
+) -> list[dict[int, int]]:
+    """For each layer: value in the file -> value in the returned label map."""
+    maps: list[dict[int, int]] = [{} for _ in range(n_layers)]
+    for record, new_value in zip(records, new_values):
+        layer = int(record.get("Layer", "0"))
+        if not 0 <= layer < n_layers:
+            raise FormatError(f"{path}: segment {record.get('ID')} names missing layer {layer}")
+        maps[layer][int(record.get("LabelValue", "1"))] = new_value
+    return maps
+
+
+def _mapped_layer(
+    layer: np.ndarray, mapping: dict[int, int], dtype: np.dtype, path: Path
+) -> np.ndarray:
+    # One lookup-table pass per layer; voxels of values no segment names become 0.
+    if not np.issubdtype(layer.dtype, np.integer) or layer.min() < 0:
+        raise FormatError(f"{path}: segmentation voxels must be non-negative integers")
+    lut = np.zeros(int(layer.max()) + 1, dtype=dtype)
+    for file_value, new_value in mapping.items():
+        if file_value < lut.size:
+            lut[file_value] = new_value
+    return lut[layer]
+
+
+def _merge_layers(
+    layers: np.ndarray,
+    maps: list[dict[int, int]],
+    names: dict[int, str],
+    dtype: np.dtype,
+    path: Path,
+    meta: VolumeMeta,
+) -> np.ndarray:
+    out: np.ndarray | None = None
+    for index, (layer, mapping) in enumerate(zip(layers, maps)):
+        if not mapping:
+            continue
+        mapped = _mapped_layer(layer, mapping, dtype, path)
+        if out is None:  # the first layer with segments is taken as it is
+            out = mapped
+            continue
+        overlap = (mapped != 0) & (out != 0)
+        count = int(np.count_nonzero(overlap))
+        if count:
+            hit = ", ".join(repr(names[int(v)]) for v in np.unique(mapped[overlap]))
+            message = (
+                f"{path.name}: segments {hit} of layer {index} overlap earlier layers in "
+                f"{count} voxels; the later layer wins there"
+            )
+            logger.warning(message)
+            meta.warnings.append(message)
+        np.copyto(out, mapped, where=mapped != 0)
+    if out is None:
+        # zeros_like keeps the reader's memory order: mixing orders is many times slower.
+        out = np.zeros_like(layers[0], dtype=dtype)
+    return out
+
+
 def read_seg_nrrd(path: str | os.PathLike[str]) -> tuple[Volume, tuple[Label, ...]]:
     """Read a Slicer ``.seg.nrrd`` into a label Volume (RAS affine) and its label table.
 
-    Segments keep their ``LabelValue`` when those are unique across the file;
-    otherwise (several layers reusing values) they are numbered 1..N in file
-    order. Where segments of different layers overlap, the later segment wins;
-    each overlap is logged as a warning and recorded in ``volume.meta.warnings``.
+    The Volume is on the file's own grid (Slicer may have cropped it to the
+    segments' extent). Segments keep their ``LabelValue`` when those are unique
+    across the file; otherwise (several layers reusing values) they are numbered
+    1..N in file order. Where segments of different layers overlap, the segment
+    of the later layer wins; each overlap is logged as a warning and recorded in
+    ``volume.meta.warnings``.
     """
     import nrrd
 
@@ -258,23 +319,11 @@ def read_seg_nrrd(path: str | os.PathLike[str]) -> tuple[Volume, tuple[Label, ..
     records = _segment_records(header)
     values = [int(r.get("LabelValue", "1")) for r in records]
     keep = len(set(values)) == len(values)
-    out = np.zeros(layers.shape[1:], dtype=_label_dtype(max(values if keep else [len(values)])))
+    new_values = values if keep else list(range(1, len(values) + 1))
+    dtype = _label_dtype(max(new_values, default=0))
+    table = tuple(_label_from_record(r, v) for r, v in zip(records, new_values))
+    maps = _layer_maps(records, new_values, layers.shape[0], path)
     meta = VolumeMeta(description=path.name)
-    table = []
-    for number, (record, value) in enumerate(zip(records, values), start=1):
-        layer = int(record.get("Layer", "0"))
-        if not 0 <= layer < layers.shape[0]:
-            raise FormatError(f"{path}: segment {record.get('ID')} names missing layer {layer}")
-        new_value = value if keep else number
-        mask = layers[layer] == value
-        overlap = int(np.count_nonzero(out[mask]))
-        if overlap:
-            message = (
-                f"{path.name}: segment {record.get('Name')!r} overlaps earlier segments "
-                f"in {overlap} voxels; the later segment wins there"
-            )
-            logger.warning(message)
-            meta.warnings.append(message)
-        out[mask] = new_value
-        table.append(_label_from_record(record, new_value))
-    return Volume(out, affine, meta), tuple(table)
+    names = {label.value: label.name for label in table}
+    out = _merge_layers(layers, maps, names, dtype, path, meta)
+    return Volume(out, affine, meta), table
