@@ -13,12 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from slicer_outputs import build_outdir, oblique, real_case, write_stl_lps
 
+from medrecon.export.colortable import write_color_csv
 from medrecon.export.scene import write_mrb
+from medrecon.export.segnrrd import read_seg_nrrd
+from medrecon.io.nifti import write_nifti
 
 CHECK = Path(__file__).parent / "slicer" / "check_outputs.py"
+WRITE_SEG = Path(__file__).parent / "slicer" / "write_segmentation.py"
 ORGANS = ["liver", "spleen", "kidney_left", "aorta"]
 
 
@@ -33,6 +38,11 @@ def slicer_python() -> str:
     if not Path(python).is_file():
         pytest.fail(f"MEDRECON_SLICER_PYTHON={python} does not exist")
     return python
+
+
+def _slicer_env() -> dict[str, str]:
+    # Slicer's Python must not see medrecon's packages.
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
 def _check(python: str, outdir: Path) -> tuple[int, dict]:
@@ -50,8 +60,7 @@ def _check(python: str, outdir: Path) -> tuple[int, dict]:
         capture_output=True,
         text=True,
         timeout=120,
-        # Slicer's Python must not see medrecon's packages.
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        env=_slicer_env(),
     )
     sys.stderr.write(done.stderr[-4000:])
     if not summary.is_file():
@@ -94,3 +103,50 @@ def test_check_catches_a_mesh_in_the_wrong_space(slicer_python, shared_data, tmp
     rc, summary = _check(slicer_python, outdir)
     assert rc == 1
     assert any("mesh liver: RAS bounds" in f for f in summary["failures"])
+
+
+def _original_index(labels, back, mask) -> np.ndarray:
+    """Indices on ``labels``' grid of the voxels of ``back`` selected by ``mask``."""
+    ijk = labels.ras_to_voxel(back.voxel_to_ras(np.argwhere(mask)))  # through RAS mm
+    assert np.abs(ijk - np.round(ijk)).max() < 1e-3  # the grids coincide
+    return np.round(ijk).astype(int)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_reads_what_slicer_writes(slicer_python, shared_data, tmp_path, overlap):
+    _, labels, table = real_case(shared_data, "mr-abdomen", ["liver", "spleen", "kidney_left"])
+    write_nifti(labels, tmp_path / "labels.nii.gz")
+    write_color_csv(tmp_path / "labels.labels.csv", table)
+    out = tmp_path / "slicer.seg.nrrd"
+    command = [
+        slicer_python,
+        str(WRITE_SEG),
+        str(tmp_path / "labels.nii.gz"),
+        str(tmp_path / "labels.labels.csv"),
+        str(out),
+    ]
+    done = subprocess.run(
+        command + (["--overlap"] if overlap else []),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_slicer_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    back, back_table = read_seg_nrrd(out)
+    by_name = {label.name: label for label in back_table}
+    for label in table:
+        assert by_name[label.name].color == label.color
+        ijk = _original_index(labels, back, back.array == by_name[label.name].value)
+        expected = np.argwhere(labels.array == label.value)
+        if overlap and label.name == "spleen":
+            continue  # partly covered by the shifted copy below
+        np.testing.assert_array_equal(np.unique(ijk, axis=0), np.unique(expected, axis=0))
+    if overlap:
+        # Slicer put the overlapping copy in a second layer; the later layer wins.
+        copy = _original_index(labels, back, back.array == by_name["shifted copy"].value)
+        spleen_value = next(lab.value for lab in table if lab.name == "spleen")
+        spleen = np.argwhere(labels.array == spleen_value) + np.array([2, 0, 0])
+        assert {tuple(v) for v in copy} == {tuple(v) for v in spleen}
+        assert any("shifted copy" in w and "later layer wins" in w for w in back.meta.warnings)
