@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=d.workers, help="patch loader processes")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue MODELDIR's last checkpoint")
+    p.add_argument(
+        "--stop-after", type=int, default=None, help="end after N epochs; continue with --resume"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         config,
         resume=args.resume,
+        stop_after=args.stop_after,
         progress=None if args.no_progress else sys.stderr,
     )
     best = f"{result.best_metric:.3f}" if result.best_epoch else "n/a"

@@ -282,12 +282,15 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: bool = False,
+    stop_after: int | None = None,
     progress: TextIO | None = None,
 ) -> TrainResult:
     """Train ``pipeline``'s network on ``dataset`` and write ``out_dir``:
     ``model.pt`` (best weights, plain state dict), ``pipeline.yaml`` (the pipeline
     pointing at them, SHA-256 pinned), ``checkpoint_last.pt``/``checkpoint_best.pt``
-    (full training state for ``resume``) and ``log.csv``.
+    (full training state for ``resume``) and ``log.csv``. ``stop_after`` ends this
+    call after that many epochs (the schedule still spans ``config.epochs``), for
+    training in slices on a shared machine.
 
     Every case is read and checked before the first step, so a bad pair fails fast.
     """
@@ -318,19 +321,20 @@ def train(
         if resume:
             run.restore(load_checkpoint(out_dir / LAST))
             logger.info("resumed at epoch %d (step %d)", run.epoch, run.step)
-        _fit(run, train_cases, val_cases, pipeline, augment, progress)
+        stop = config.epochs if stop_after is None else min(config.epochs, run.epoch + stop_after)
+        _fit(run, train_cases, val_cases, pipeline, augment, progress, stop)
         return TrainResult(out_dir, run.epoch, run.best_epoch, run.best, run.history)
     finally:
         cleanup(ctx)
 
 
-def _fit(run: _Run, train_cases, val_cases, pipeline, augment, progress) -> None:
+def _fit(run: _Run, train_cases, val_cases, pipeline, augment, progress, stop: int) -> None:
     from medrecon.train.progress import Progress
 
     config, ctx = run.config, run.ctx
     loader = iter(_loader(train_cases, pipeline, config, augment, ctx, run.step))
     bar = Progress(config.total_steps, run.step, progress if ctx.is_main else None)
-    while run.epoch < config.epochs:
+    while run.epoch < stop:
         t0, losses = time.perf_counter(), []
         for _ in range(config.iterations_per_epoch):
             image, label = next(loader)
