@@ -59,6 +59,7 @@ def write_meshes(
     decimate: float = 0.5,
     preserve_volume: bool = True,
     labels: Iterable[int] | None = None,
+    threads: int = 1,
 ) -> list[MeshReport]:
     """Write ``<folder>/<label name>.<fmt>`` for every label present (see
     :func:`medrecon.export.mesh.label_meshes` for the options). The folder is
@@ -71,6 +72,7 @@ def write_meshes(
         decimate=decimate,
         preserve_volume=preserve_volume,
         labels=labels,
+        threads=threads,
     )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
