@@ -153,16 +153,16 @@ def _write_seg_nrrd(folder: Path, labels: Volume, table, out: WrittenOutputs) ->
 
 
 def _write_meshes(folder: Path, labels: Volume, table, fmt: str, out: WrittenOutputs):
-    from medrecon.export.mesh import write_meshes
+    from medrecon.export.meshio import write_meshes
 
     mesh_dir = folder / MESH_DIR
     mesh_dir.mkdir(exist_ok=True)
     written = []
     for report in write_meshes(mesh_dir, labels, table, fmt=fmt):
-        rel = f"{MESH_DIR}/{Path(report.path).name}"
-        written.append((rel, report.label))
+        rel = f"{MESH_DIR}/{report.path.name}"
+        written.append((rel, report.mesh.label))
         out.files.append(rel)
-        out.meshes.append({"name": report.label.name, "file": rel, **report.figures()})
+        out.meshes.append({**report.figures(), "file": rel})
     return written
 
 

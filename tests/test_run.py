@@ -20,6 +20,7 @@ from medrecon.cli.main import main
 from medrecon.errors import InputError, NoImageError, OutputExistsError
 from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.io.nifti import write_nifti
+from medrecon.pipeline.config import OUTPUTS
 from medrecon.run import is_complete, run_study
 from medrecon.volume import Volume
 
@@ -68,6 +69,7 @@ def full_run(study, ball_pipeline, tmp_path_factory):
         out,
         pipeline=ball_pipeline,
         device="cpu",
+        outputs=OUTPUTS,  # the test pipeline lists only labels and stats
         progress=lambda stage, seconds: stages.append(stage),
     )
     return result, out, stages
@@ -97,7 +99,7 @@ def test_the_ball_series_is_chosen_and_recorded(full_run, study):
     record = json.loads((out / "run.json").read_text())
     assert result.series_number == 2
     assert record["input"]["series_number"] == 2
-    assert "largest axial CT" in record["input"]["series_choice"]
+    assert "the only suitable series of 2" in record["input"]["series_choice"]
     assert record["input"]["kind"] == "dicom"
     assert record["pipeline"]["name"] == "test-ball"
     assert len(record["pipeline"]["weights_sha256"]) == 64
@@ -111,9 +113,11 @@ def test_labels_line_up_with_the_image_and_the_source(full_run, study):
     image = nib.load(out / "image.nii.gz")
     labels = nib.load(out / "labels.nii.gz")
     np.testing.assert_allclose(labels.affine, image.affine, atol=1e-6)
-    np.testing.assert_allclose(image.affine, affine, atol=1e-4)
     assert int(labels.header["sform_code"]) == 1 and int(labels.header["qform_code"]) == 1
-    pred = np.asarray(labels.dataobj) == 1
+    # The DICOM grid is LPS-ordered; back in RAS order it is the grid the study was made on.
+    canonical = nib.as_closest_canonical(labels)
+    np.testing.assert_allclose(canonical.affine, affine, atol=1e-4)
+    pred = np.asarray(canonical.dataobj) == 1
     dice = 2 * np.logical_and(pred, mask).sum() / (pred.sum() + mask.sum())
     assert dice > 0.9
 
@@ -155,6 +159,7 @@ def test_cli_series_mesh_format_and_overwrite(study, ball_pipeline, tmp_path, ca
     out = tmp_path / "cli"
     args = ["run", str(folder), "-o", str(out), "--pipeline", str(ball_pipeline)]
     args += ["--device", "cpu", "--mesh-format", "obj", "--no-dicom-seg", "--mrb"]
+    args += ["--outputs", ",".join(OUTPUTS)]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "labels found: ball" in captured.out
@@ -165,6 +170,7 @@ def test_cli_series_mesh_format_and_overwrite(study, ball_pipeline, tmp_path, ca
     assert zipfile.is_zipfile(out / "scene.mrb")
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
+    args.remove("--mrb")  # a scene-less run has nothing to pack
     assert main([*args, "--overwrite", "--outputs", "labels,stats"]) == 0
     assert _files(out) == {
         "labels.nii.gz",
@@ -190,7 +196,8 @@ def test_nifti_input_writes_no_dicom_seg(ball_pipeline, tmp_path):
     source = write_nifti(
         Volume(image, _affine((-2.0, -2.0, 2.0), (0, 0, 0))), tmp_path / "c.nii.gz"
     )
-    result = run_study(source, tmp_path / "out", pipeline=ball_pipeline, device="cpu")
+    out = tmp_path / "out"
+    result = run_study(source, out, pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS)
     record = json.loads(result.run_json.read_text())
     assert record["input"]["kind"] == "nifti"
     assert "seg.dcm" not in record["outputs"]
@@ -203,7 +210,9 @@ def test_zip_input_and_output_inside_input_refused(study, ball_pipeline, tmp_pat
     with zipfile.ZipFile(archive, "w") as zf:
         for path in (folder / "s2").iterdir():
             zf.write(path, f"series/{path.name}")
-    result = run_study(archive, tmp_path / "zout", pipeline=ball_pipeline, device="cpu")
+    result = run_study(
+        archive, tmp_path / "zout", pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS
+    )
     assert result.input_kind == "zip"
     assert (tmp_path / "zout" / "seg.dcm").is_file()
     with pytest.raises(InputError, match="contains the input"):
