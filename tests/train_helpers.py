@@ -71,12 +71,12 @@ def write_cohort(shared: Path, folder: Path, cases, **extra: Any) -> Path:
     return path
 
 
-def tiny_pipeline(folder: Path, roi: int = 32) -> Path:
+def tiny_pipeline(folder: Path, roi: int = 48) -> Path:
     """The shipped abdomen-ct pipeline with a tiny UNet (trains in seconds)."""
     data = yaml.safe_load((ROOT / "pipelines" / "abdomen-ct.yaml").read_text())
     data["network"] = {"name": "UNet", "args": copy.deepcopy(TINY_UNET)}
     data["weights"] = {"path": "model.pt"}
-    data["inference"]["roi_size"] = [roi] * 3
+    data["inference"].update(roi_size=[roi] * 3, overlap=0.25)
     path = folder / "tiny-abdomen.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -90,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
         progress=None if args.no_progress else sys.stderr,
     )
-    best = f"{result.best_metric:.3f}" if result.best_epoch else "n/a"
-    print(
-        f"{result.out_dir}: {result.epochs_done} epochs; best epoch {result.best_epoch} "
-        f"(validation mean Dice {best}); model {result.model}"
-    )
+    if math.isnan(result.best_metric):
+        chosen = "no validation, so the model is the last epoch's"
+    else:
+        chosen = f"best epoch {result.best_epoch} (validation mean Dice {result.best_metric:.3f})"
+    print(f"{result.out_dir}: {result.epochs_done} epochs; {chosen}; model {result.model}")
     return 0
 
 

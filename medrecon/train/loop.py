@@ -323,7 +323,9 @@ def train(
             logger.info("resumed at epoch %d (step %d)", run.epoch, run.step)
         stop = config.epochs if stop_after is None else min(config.epochs, run.epoch + stop_after)
         _fit(run, train_cases, val_cases, pipeline, augment, progress, stop)
-        return TrainResult(out_dir, run.epoch, run.best_epoch, run.best, run.history)
+        validated = bool(val_cases) and config.val_every > 0
+        best = run.best if validated else math.nan  # without validation: the last epoch
+        return TrainResult(out_dir, run.epoch, run.best_epoch, best, run.history)
     finally:
         cleanup(ctx)
 
