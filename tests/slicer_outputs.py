@@ -22,7 +22,7 @@ from medrecon.pipeline.config import Label
 from medrecon.pipeline.terminology import describe
 from medrecon.volume import Volume
 
-__all__ = ["build_outdir", "oblique", "real_case", "write_stl_lps"]
+__all__ = ["build_outdir", "label_codes", "oblique", "real_case", "write_stl_lps"]
 
 _STL_FACE = np.dtype(
     [("normal", "<f4", 3), ("vertices", "<f4", (3, 3)), ("attr", "<u2")], align=False
@@ -73,7 +73,8 @@ def oblique(vol: Volume, degrees: float = 25.0) -> Volume:
     return Volume(vol.array, affine)
 
 
-def _codes(label: Label) -> dict[str, list[str]]:
+def label_codes(label: Label) -> dict[str, list[str]]:
+    """The codes check_outputs.py expects Slicer to parse from the segment's terminology."""
     parts = {"category": label.category, "type": label.type, "type_modifier": label.type_modifier}
     if label.type is None:
         return {}  # no TerminologyEntry is written without a type
@@ -108,7 +109,12 @@ def build_outdir(
     )
     expected = {
         "labels": [
-            {"value": lab.value, "name": lab.name, "color": list(lab.color), "codes": _codes(lab)}
+            {
+                "value": lab.value,
+                "name": lab.name,
+                "color": list(lab.color),
+                "codes": label_codes(lab),
+            }
             for lab in table
         ],
         "affine": labels.affine.tolist(),

@@ -15,12 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from slicer_outputs import build_outdir, oblique, real_case, write_stl_lps
+from pipeline_helpers import ball_ct
+from slicer_outputs import build_outdir, label_codes, oblique, real_case, write_stl_lps
 
 from medrecon.export.colortable import write_color_csv
 from medrecon.export.scene import write_mrb
 from medrecon.export.segnrrd import read_seg_nrrd
 from medrecon.io.nifti import write_nifti
+from medrecon.pipeline.config import OUTPUTS
+from medrecon.pipeline.parse import read_pipeline_file
+from medrecon.run import run_study
+from medrecon.volume import Volume
 
 CHECK = Path(__file__).parent / "slicer" / "check_outputs.py"
 WRITE_SEG = Path(__file__).parent / "slicer" / "write_segmentation.py"
@@ -45,18 +50,11 @@ def _slicer_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def _check(python: str, outdir: Path) -> tuple[int, dict]:
+def _check(python: str, outdir: Path, expected: Path | None = None) -> tuple[int, dict]:
     summary = outdir.parent / f"{outdir.name}-summary.json"
+    expected = expected or outdir / "expected.json"
     done = subprocess.run(
-        [
-            python,
-            str(CHECK),
-            str(outdir),
-            "--expected",
-            str(outdir / "expected.json"),
-            "--summary",
-            str(summary),
-        ],
+        [python, str(CHECK), str(outdir), "--expected", str(expected), "--summary", str(summary)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -150,3 +148,29 @@ def test_reads_what_slicer_writes(slicer_python, shared_data, tmp_path, overlap)
         spleen = np.argwhere(labels.array == spleen_value) + np.array([2, 0, 0])
         assert {tuple(v) for v in copy} == {tuple(v) for v in spleen}
         assert any("shifted copy" in w and "later layer wins" in w for w in back.meta.warnings)
+
+
+def test_slicer_opens_a_medrecon_run(slicer_python, ball_pipeline, tmp_path):
+    # A real `medrecon run`: the small UNet trained in this session segments a ball CT
+    # stored on an oblique, left/posterior-running grid.
+    image, _ = ball_ct((40, 36, 30), (20, 18, 15), (10, 8, 7), np.random.default_rng(3))
+    source = oblique(Volume(image, np.diag([-2.0, -1.8, 2.2, 1.0])), degrees=20.0)
+    write_nifti(source, tmp_path / "ct.nii.gz")
+    out = tmp_path / "out"
+    run_study(
+        tmp_path / "ct.nii.gz", out, pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS, mrb=True
+    )
+    labels = read_pipeline_file(ball_pipeline).labels
+    rows = [
+        {"value": lab.value, "name": lab.name, "color": list(lab.color), "codes": label_codes(lab)}
+        for lab in labels
+    ]
+    expected = tmp_path / "expected.json"
+    # The outputs must stay on the input's own grid.
+    expected.write_text(json.dumps({"labels": rows, "affine": source.affine.tolist()}))
+    rc, summary = _check(slicer_python, out, expected)
+    assert summary["failures"] == []
+    assert rc == 0
+    assert summary["scene"]["models"] == [lab.name for lab in labels]
+    assert summary["bundle"]["models"] == len(labels)
+    assert sorted(summary["meshes"]) == [lab.name for lab in labels]
