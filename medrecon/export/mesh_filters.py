@@ -163,10 +163,19 @@ def is_watertight(faces: np.ndarray) -> bool:
     """Every edge in exactly two faces, once in each direction (closed, oriented)."""
     if len(faces) == 0:
         return False
-    start = faces.reshape(-1)
-    end = np.roll(faces, -1, axis=1).reshape(-1)
+    start = faces.reshape(-1).astype(np.int64)
+    end = np.roll(faces, -1, axis=1).reshape(-1).astype(np.int64)
+    # One sort of (undirected edge, direction) keys: a closed oriented surface
+    # has every edge exactly twice, first a->b with a < b, then b->a.
     n = int(faces.max()) + 1
-    directed = start * n + end
-    if len(np.unique(directed)) != len(directed):
-        return False  # a directed edge twice: non-manifold or inconsistently wound
-    return bool(np.isin(end * n + start, directed, assume_unique=True).all())
+    keys = np.sort((np.minimum(start, end) * n + np.maximum(start, end)) * 2 + (start > end))
+    if len(keys) % 2:
+        return False
+    first, second = keys[0::2], keys[1::2]
+    edge = second >> 1
+    return bool(
+        np.array_equal(first >> 1, edge)
+        and not (first & 1).any()
+        and (second & 1).all()
+        and (edge[1:] != edge[:-1]).all()  # no edge in four or more faces
+    )
