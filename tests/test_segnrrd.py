@@ -181,3 +181,18 @@ def test_reads_slicerio_overlapping_sample(caplog):
     np.testing.assert_array_equal(vol.array[rest], seg["voxels"][0][rest])
     assert any("overlapping sphere" in r.getMessage() for r in caplog.records)
     assert any("overlapping sphere" in w for w in vol.meta.warnings)
+
+
+def test_empty_label_map_gives_a_segmentation_without_segments(tmp_path):
+    affine = _affines()["oblique"]
+    path = write_seg_nrrd(
+        tmp_path / "e.seg.nrrd",
+        Volume(np.zeros((5, 6, 7), np.uint8), affine),
+        [describe("liver", 1)],
+    )
+    back, table = read_seg_nrrd(path)
+    assert table == ()
+    assert back.shape == (5, 6, 7)
+    assert not back.array.any()
+    np.testing.assert_allclose(back.affine, affine, atol=1e-12)
+    assert slicerio.read_segmentation(str(path), skip_voxels=True)["segments"] == []
