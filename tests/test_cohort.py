@@ -230,3 +230,26 @@ def test_second_batch_on_the_same_outdir_is_refused(cohort, ball_pipeline, tmp_p
     out.mkdir()
     with cohort_lock(out), pytest.raises(InputError, match="being written by another"):
         run_cohort(cohort, out, pipeline=ball_pipeline, workers=0)
+
+
+def test_manifest_cohort_keeps_its_columns_and_per_study_options(cohort, ball_pipeline, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "study_id,path,outputs,group,status\n"
+        f"A/1,{cohort / 'ct-ras'},labels,control,x\n"
+        f"B 2,{cohort / 'ct-dicom'},,case,y\n"
+        "C,missing-folder,,case,z\n"
+    )
+    out = tmp_path / "out"
+    result = run_cohort(manifest, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    rows = read_cohort_csv(out / "cohort.csv")
+    assert list(rows) == ["A_1", "B_2", "C"]
+    assert [rows[s]["group"] for s in rows] == ["control", "case", "case"]
+    assert [rows[s]["manifest_status"] for s in rows] == ["x", "y", "z"]
+    assert [rows[s]["status"] for s in rows] == ["complete", "complete", "failed"]
+    assert "no such file or folder" in rows["C"]["error"]
+    assert rows["C"]["attempts"] == "1" and not result.ok
+    # outputs=labels for A/1: no stats, so no volume rather than a false 0 mL.
+    files = json.loads((out / "A_1" / "run.json").read_text())["outputs"]
+    assert "labels.nii.gz" in files and "stats.json" not in files
+    assert rows["A_1"]["ball_ml"] == "" and float(rows["B_2"]["ball_ml"]) > 0

@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="Ray: GPU share per actor, e.g. 0.5 = two studies per GPU (default 0.5 with GPUs)",
     )
     p.add_argument("--retries", type=int, default=2, help="retries per failed study (default 2)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (default: CPUs/workers)"
+    )
     p.add_argument("--force", action="store_true", help="redo studies that are already complete")
     p.add_argument(
         "--layout",
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         gpus_per_study=args.gpus_per_study,
         retries=args.retries,
+        threads=args.threads,
         force=args.force,
         device=args.device,
         layout=args.layout,

@@ -137,6 +137,7 @@ def run_cohort(
     address: str | None = None,
     gpus_per_study: float | None = None,
     retries: int = 2,
+    threads: int | None = None,
     force: bool = False,
     device: str = "auto",
     layout: str = "auto",
@@ -156,7 +157,8 @@ def run_cohort(
     or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
     default: fill the cluster; ``gpus_per_study`` GPU share per actor).
     A study already complete in ``outdir`` is skipped unless ``force``. A failed
-    attempt is retried up to ``retries`` times. ``progress`` draws a bar on
+    attempt is retried up to ``retries`` times. ``threads``: torch threads per worker
+    (default: local, the CPUs shared out; Ray, the actor's CPUs). ``progress`` draws a bar on
     stderr; ``log_file`` writes ``outdir/cohort.log``; ``on_event`` hears every step.
     """
     from medrecon.pipeline.registry import load_pipeline
@@ -165,6 +167,8 @@ def run_cohort(
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if retries < 0:
         raise InputError(f"retries must be 0 or more, not {retries}")
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be 1 or more, not {threads}")
     t0 = time.perf_counter()
     out = Path(outdir).resolve()
     if isinstance(input_path, str | os.PathLike):
@@ -177,6 +181,7 @@ def run_cohort(
         pipeline=_pipeline_ref(pipeline),
         outdir=out,
         device=device,
+        threads=threads,
         run_options={"mesh_format": mesh_format, "dicom_seg": dicom_seg, "mrb": mrb}
         | ({"outputs": list(outputs)} if outputs is not None else {}),
     )

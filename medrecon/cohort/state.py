@@ -67,7 +67,8 @@ class StudyRecord:
     worker: str = ""
     seconds: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    volumes_ml: dict[str, float] = field(default_factory=dict)
+    #: Label name -> mL; None when the study's outputs had no stats (not measured).
+    volumes_ml: dict[str, float] | None = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str = ""
     traceback: str = ""
@@ -82,13 +83,14 @@ def study_complete(study_dir: Path) -> bool:
     return is_complete(study_dir)
 
 
-def _stats_volumes(study_dir: Path) -> dict[str, float]:
-    """Label name -> volume (mL) from the study's stats.json, in its order."""
+def _stats_volumes(study_dir: Path) -> dict[str, float] | None:
+    """Label name -> volume (mL) from the study's stats.json, in its order; None
+    when the study has no stats.json."""
     path = study_dir / "stats.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return None
     rows = data
     if isinstance(data, dict):
         rows = next((data[k] for k in ("labels", "stats", "structures") if k in data), [])

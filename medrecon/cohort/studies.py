@@ -261,6 +261,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Study]:
         study_path = Path(raw_path).expanduser()
         if not study_path.is_absolute():
             study_path = manifest.parent / study_path
+        study_path = _study_source(study_path) if study_path.is_dir() else study_path
         name = next((str(row[c]).strip() for c in _ID_COLUMNS if str(row.get(c) or "").strip()), "")
         known = {"path", *_ID_COLUMNS, *STUDY_OPTIONS}
         extra = {k: "" if v is None else str(v) for k, v in row.items() if k not in known and k}

@@ -5,7 +5,8 @@ Columns, in order: ``study``, the manifest's own extra columns, ``status``
 earlier run), ``input``, ``input_kind``, ``series_uid``, ``series_number``,
 ``device``, ``worker``, ``seconds`` (wall time of the last attempt),
 ``time_<stage>_s`` per stage of ``run_study``, ``<label>_ml`` per label of the
-pipeline (0 when a complete study has none of it; empty when it failed),
+pipeline (0 when a complete study has none of it; empty when it failed or its
+outputs had no stats), then
 ``n_warnings`` and ``error``. Written atomically, so a reader never sees half.
 """
 
@@ -62,15 +63,18 @@ def cohort_rows(
     """Header and rows (as text) for ``studies``, in their order."""
     done = [records[s.id] for s in studies if s.id in records]
     extras = _ordered_union(s.extra for s in studies)
+    # A manifest column named like one of ours keeps its values under manifest_<name>.
+    ours = {"study", *_FIXED, "n_warnings", "error"}
+    shown = {e: f"manifest_{e}" if e in ours or e.endswith("_ml") else e for e in extras}
     stages = _ordered_union(r.timings for r in done)
-    names = _ordered_union([list(labels), *(r.volumes_ml for r in done)])
-    header = ["study", *extras, *_FIXED]
+    names = _ordered_union([list(labels), *(r.volumes_ml or {} for r in done)])
+    header = ["study", *shown.values(), *_FIXED]
     header += [f"time_{_column(s)}_s" for s in stages]
     header += [f"{_column(n)}_ml" for n in names] + ["n_warnings", "error"]
     rows = []
     for study in studies:
         r = records.get(study.id)
-        row = {"study": study.id, **{k: study.extra.get(k, "") for k in extras}}
+        row = {"study": study.id, **{shown[k]: study.extra.get(k, "") for k in extras}}
         if r is None:
             row.update(status=PENDING, input=str(study.path))
             rows.append(row)
@@ -91,8 +95,9 @@ def cohort_rows(
         )
         for s in stages:
             row[f"time_{_column(s)}_s"] = _number(r.timings.get(s))
+        measured = r.status == COMPLETE and r.volumes_ml is not None
         for n in names:
-            value = r.volumes_ml.get(n, 0.0 if r.status == COMPLETE else None)
+            value = (r.volumes_ml or {}).get(n, 0.0 if measured else None)
             row[f"{_column(n)}_ml"] = _number(value)
         rows.append(row)
     return header, rows

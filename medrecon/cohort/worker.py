@@ -135,6 +135,8 @@ class StudyWorker:
                 str(r["name"]): float(r["volume_ml"])
                 for r in result.stats
                 if r.get("volume_ml") is not None
-            },
+            }
+            if "stats.json" in result.outputs
+            else None,
             warnings=list(result.warnings),
         )
