@@ -2,11 +2,13 @@
 
 One pass over the label map finds every label's bounding box
 (``scipy.ndimage.find_objects``); each label is then meshed in its box by
-scikit-image's marching cubes (Lewiner), which gives closed 2-manifold
+scikit-image's marching cubes (Lewiner; the classic table for the rare label
+where Lewiner's leaves an edge in four faces), which gives closed 2-manifold
 surfaces. ``benchmarks/bench_mesh.py`` measured this against VTK's
-multi-label ``vtkSurfaceNets3D``: as fast on 20 labels at 512^3, but surface
-nets leave non-manifold edges wherever voxels touch only along an edge (41 of
-the 59 real CT labels), so they are not watertight.
+multi-label ``vtkSurfaceNets3D``: surface nets extract about 1.5x faster (20
+labels at 512^3) but leave edges in four faces wherever voxels touch only
+along an edge (41 of the 59 real CT labels), so they are not watertight, and
+their own smoothing shrinks thin structures (-14 % median on those labels).
 
 The vertices go through the Volume's affine to LPS once, then smoothing and
 decimation (:mod:`medrecon.export.mesh_filters`) run in millimetres, so
