@@ -73,6 +73,12 @@ class LabelMesh:
     #: Every edge shared by exactly two faces, once in each direction.
     watertight: bool
 
+    @property
+    def smoothing_volume_change(self) -> float:
+        """smoothed_volume / voxel_volume - 1: what smoothing and decimation took,
+        before the restore gave it back."""
+        return self.smoothed_volume_mm3 / self.voxel_volume_mm3 - 1.0
+
     def figures(self) -> dict[str, Any]:
         """The numbers as plain JSON values (for run.json / stats)."""
         return {
@@ -84,6 +90,7 @@ class LabelMesh:
             "smoothed_volume_mm3": self.smoothed_volume_mm3,
             "mesh_volume_mm3": self.mesh_volume_mm3,
             "area_mm2": self.area_mm2,
+            "smoothing_volume_change": self.smoothing_volume_change,
             "volume_change": self.volume_change,
             "offset_mm": self.offset_mm,
             "watertight": self.watertight,
