@@ -27,7 +27,7 @@ def _config(**kw):
         "lr": 3e-3,
         "warmup_epochs": 0.5,
         "val_every": 0,
-        "threads": 2,
+        "threads": 1,
     }
     return TrainConfig(**{**base, **kw})
 

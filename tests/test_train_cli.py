@@ -13,7 +13,7 @@ from train_helpers import ROOT, crop_case, tiny_pipeline, write_cohort
 from medrecon.cli.main import main
 
 UPPER = (slice(0, 122), slice(0, 101), slice(64, 112))
-ARGS = ["--epochs", "1", "--iterations", "3", "--patch", "32", "--threads", "2", "--no-progress"]
+ARGS = ["--epochs", "1", "--iterations", "3", "--patch", "32", "--threads", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
