@@ -58,7 +58,6 @@ def test_cli_rejects_an_empty_dataset(tmp_path, capsys):
     assert "lists no cases" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_torchrun_world_size_one_matches_a_single_process_run(cohort, tmp_path):
     """DDP on CPU (gloo) with one process: same patches, same loss as without torchrun."""
     dataset, pipeline, _ = cohort
