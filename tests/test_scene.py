@@ -104,18 +104,20 @@ def test_bad_scenes_are_refused(outdir):
 def test_mrb_holds_the_scene_folder_as_slicer_lays_it_out(outdir, tmp_path):
     mrb = write_mrb(outdir, tmp_path / "case-001.mrb")
     with zipfile.ZipFile(mrb) as zf:
-        names = sorted(zf.namelist())
+        names = zf.namelist()
         zf.extractall(tmp_path / "unzipped")
-    expected = [
-        "scene.mrml",
-        "image.nii.gz",
-        "labels.nii.gz",
-        "labels.labels.csv",
-        "segmentation.seg.nrrd",
-    ] + [f"meshes/{n}.stl" for n in ORGANS]
-    assert names == sorted(f"case-001/{n}" for n in expected)  # expected.json is not in it
-    unpacked = tmp_path / "unzipped" / "case-001" / "scene.mrml"
-    assert all(p.is_file() for p in scene_files(unpacked))
+    data = ["image.nii.gz", "labels.nii.gz", "labels.labels.csv", "segmentation.seg.nrrd"]
+    data += [f"meshes/{n}.stl" for n in ORGANS]
+    # As Slicer writes bundles: <name>/, <name>/<name>.mrml, <name>/Data/...
+    assert names[:2] == ["case-001/", "case-001/case-001.mrml"]
+    assert sorted(names[2:]) == sorted(f"case-001/Data/{n}" for n in data)  # no expected.json
+    unpacked = tmp_path / "unzipped" / "case-001" / "case-001.mrml"
+    files = scene_files(unpacked)
+    assert len(files) == len(data) and all(p.is_file() for p in files)
+    for name in data:  # the same bytes as in the output folder
+        assert (tmp_path / "unzipped/case-001/Data" / name).read_bytes() == (
+            outdir / name
+        ).read_bytes()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     with pytest.raises(InputError, match="write the scene first"):
         write_mrb(tmp_path, tmp_path / "x.mrb")

@@ -248,15 +248,22 @@ def write_scene(
     return path
 
 
+def _storage_nodes(root: ET.Element) -> list[ET.Element]:
+    return [n for tag in _STORAGE_TAGS for n in root.iter(tag) if n.get("fileName")]
+
+
+def _read_scene(scene: Path) -> ET.Element:
+    try:
+        return ET.parse(scene).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise InputError(f"cannot read scene {scene}: {exc}") from exc
+
+
 def scene_files(scene: str | os.PathLike[str]) -> list[Path]:
     """The data files a scene's storage nodes name, resolved against its folder."""
     scene = Path(scene)
-    try:
-        root = ET.parse(scene).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise InputError(f"cannot read scene {scene}: {exc}") from exc
-    names = [n.get("fileName") for tag in _STORAGE_TAGS for n in root.iter(tag)]
-    return [(scene.parent / name).resolve() for name in names if name]
+    nodes = _storage_nodes(_read_scene(scene))
+    return [(scene.parent / n.get("fileName")).resolve() for n in nodes]
 
 
 def write_mrb(
@@ -267,27 +274,36 @@ def write_mrb(
 ) -> Path:
     """Zip ``outdir``'s scene and the files it names into a Slicer ``.mrb``.
 
-    The layout is Slicer's own: one top folder named after the bundle holding
-    the ``.mrml`` file and its data at the same relative paths, so Slicer's
-    loader (it opens the first ``.mrml`` it finds) resolves every file.
-    Written atomically; returns the bundle's path.
+    The layout is the one Slicer's own bundle writer makes: a top folder named
+    after the bundle holding ``<name>.mrml`` and a ``Data/`` folder with the
+    files (here at their paths within ``outdir``, so names cannot clash), the
+    scene's file names pointing into ``Data/``. Slicer opens the first ``.mrml``
+    it finds in the unpacked bundle. Written atomically; returns the path.
     """
     outdir = Path(outdir).resolve()
     mrb_path = Path(mrb_path)
     scene = outdir / scene_name
     if not scene.is_file():
         raise InputError(f"no scene {scene} to bundle; write the scene first")
-    top = _stem(mrb_path) if mrb_path.suffix.lower() != ".mrb" else mrb_path.stem
-    members = [scene, *scene_files(scene)]
-    for member in members:
-        if not member.is_file() or outdir not in member.parents:
-            raise InputError(f"scene file {member} is missing or outside {outdir}")
+    top = mrb_path.stem if mrb_path.suffix.lower() == ".mrb" else mrb_path.name
+    root = _read_scene(scene)
+    data: dict[str, Path] = {}
+    for node in _storage_nodes(root):
+        source = (scene.parent / node.get("fileName")).resolve()
+        if not source.is_file() or outdir not in source.parents:
+            raise InputError(f"scene file {source} is missing or outside {outdir}")
+        name = "Data/" + source.relative_to(outdir).as_posix()
+        node.set("fileName", name)
+        data[name] = source
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
     # Bundles hold already-compressed files: light deflate keeps the write quick.
     with (
         atomic_write_path(mrb_path) as tmp,
         zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
     ):
-        for member in dict.fromkeys(members):
-            zf.write(member, f"{top}/{member.relative_to(outdir).as_posix()}")
-    logger.info("wrote scene bundle %s (%d files)", mrb_path, len(members))
+        zf.writestr(f"{top}/", b"")
+        zf.writestr(f"{top}/{top}.mrml", text + "\n")
+        for name, source in data.items():
+            zf.write(source, f"{top}/{name}")
+    logger.info("wrote scene bundle %s (%d data files)", mrb_path, len(data))
     return mrb_path

@@ -176,7 +176,8 @@ def _scene_models(scene, table: dict, checks: Checks) -> dict[Path, str]:
 
 
 def check_scene(path: Path, table: dict, checks: Checks) -> tuple[dict, dict[Path, str]]:
-    scene, _, _, views = sl.app_scene()
+    slicer_app = sl.AppScene()
+    scene, views = slicer_app.scene, slicer_app.views
     scene.SetURL(str(path))
     if not checks.expect(scene.Import() == 1, f"{path.name}: Slicer could not load the scene"):
         return {}, {}
@@ -191,10 +192,11 @@ def check_scene(path: Path, table: dict, checks: Checks) -> tuple[dict, dict[Pat
 
 def check_bundle(path: Path, checks: Checks) -> dict:
     """Open a .mrb as Slicer does (unzip, load the first .mrml found) and count what loaded."""
-    scene, app, _, _ = sl.app_scene()
+    slicer_app = sl.AppScene()
+    scene = slicer_app.scene
     with tempfile.TemporaryDirectory() as tmp:
         if not checks.expect(
-            bool(app.OpenSlicerDataBundle(str(path), tmp)),
+            bool(slicer_app.app.OpenSlicerDataBundle(str(path), tmp)),
             f"{path.name}: Slicer could not open the bundle",
         ):
             return {}

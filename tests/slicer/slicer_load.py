@@ -41,19 +41,24 @@ def new_scene():
     return scene, seg_logic
 
 
-def app_scene():
-    """A scene as the Slicer application has it: app logic and the three slice views."""
-    scene, seg_logic = new_scene()
-    app = slicer.vtkMRMLApplicationLogic()
-    app.SetMRMLScene(scene)
-    views = []
-    for name in ("Red", "Yellow", "Green"):
-        view = slicer.vtkMRMLSliceLogic()
-        view.SetMRMLApplicationLogic(app)
-        view.SetMRMLScene(scene)
-        view.AddSliceNode(name)
-        views.append(view)
-    return scene, app, seg_logic, views
+class AppScene:
+    """A scene as the Slicer application has it: app logic and the three slice views.
+
+    Keep this object alive while the scene is used: the slice logics hold plain
+    pointers to the application logic, so dropping it early crashes VTK.
+    """
+
+    def __init__(self) -> None:
+        self.scene, self.seg_logic = new_scene()
+        self.app = slicer.vtkMRMLApplicationLogic()
+        self.app.SetMRMLScene(self.scene)
+        self.views = []
+        for name in ("Red", "Yellow", "Green"):
+            view = slicer.vtkMRMLSliceLogic()
+            view.SetMRMLApplicationLogic(self.app)
+            view.SetMRMLScene(self.scene)
+            view.AddSliceNode(name)
+            self.views.append(view)
 
 
 def _read(scene, node_class: str, storage_class: str, path: Path):
