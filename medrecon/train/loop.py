@@ -83,12 +83,14 @@ class _Patches:
         return 2**62
 
     def __getitem__(self, k: int):
+        import torch
+
         rng = np.random.default_rng([self.seed, k])
         item = self.cache[int(rng.integers(len(self.cache)))]
         self.chain.set_random_state(seed=int(rng.integers(2**31)))
         out = self.chain(dict(item))
         out = out[0] if isinstance(out, list) else out
-        return out["image"].float(), out["label"].to(dtype=__import__("torch").uint8)
+        return out["image"].float(), out["label"].to(dtype=torch.uint8)
 
 
 def _batches(start: int, total: int, batch: int, ctx: DistContext):
@@ -312,11 +314,11 @@ def train(
         logger.warning("patch %s is not a multiple of 16; U-Nets may refuse it", config.patch_size)
     ctx, device = setup_distributed(resolve_device(config.device).device)
     try:
-        train_cases, val_cases = prepare_cohort(cohort, pipeline, config.seed)
         if ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
             if not resume and (out_dir / LAST).exists():
                 raise InputError(f"{out_dir} holds a training run; pass --resume or a new folder")
+            out_dir.mkdir(parents=True, exist_ok=True)
+        train_cases, val_cases = prepare_cohort(cohort, pipeline, config.seed)
         run = _Run(pipeline, config, ctx, device, out_dir)
         if resume:
             run.restore(load_checkpoint(out_dir / LAST))
