@@ -253,3 +253,25 @@ def test_manifest_cohort_keeps_its_columns_and_per_study_options(cohort, ball_pi
     files = json.loads((out / "A_1" / "run.json").read_text())["outputs"]
     assert "labels.nii.gz" in files and "stats.json" not in files
     assert rows["A_1"]["ball_ml"] == "" and float(rows["B_2"]["ball_ml"]) > 0
+
+
+def test_partial_outputs_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
+    from medrecon.cohort.state import clean_partial
+
+    (tmp_path / ".ct-ras.tmp-k3j_x9").mkdir()  # run_study's temporary folder
+    (tmp_path / ".ct-ras.tmp-k3j_x9" / "labels.nii.gz").write_bytes(b"half")
+    (tmp_path / ".ct-lps.old-123-456").mkdir()  # an old result set aside during --force
+    (tmp_path / ".cohort.tmp-1a2b3c4d.csv").write_text("half")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / ".error.tmp-1a2b3c4d.txt").write_text("half")
+    (tmp_path / ".staging" / "x").mkdir(parents=True)
+    keep = [tmp_path / ".other.tmp-abc", tmp_path / "corrupt" / "error.txt", tmp_path / "notes"]
+    for path in keep:
+        path.write_text("keep")
+    assert clean_partial(tmp_path, ["ct-ras", "ct-lps", "corrupt"]) == 5
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        ".other.tmp-abc",
+        "corrupt",
+        "corrupt/error.txt",
+        "notes",
+    ]

@@ -53,6 +53,8 @@ def _watch_parent(parent_pid: int) -> None:
 def _worker_main(conn, spec: WorkerSpec, parent_pid: int) -> None:
     """Body of a worker process: load the model, then one study per message."""
     logging.getLogger().addHandler(logging.NullHandler())  # warnings travel in the records
+    # Ctrl-C reaches the whole process group; the driver handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
         worker = StudyWorker(spec)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medrecon.cohort.state import FAILED, StudyRecord
@@ -119,7 +119,7 @@ class RayEngine:
             self._owns_ray = True
         n = self._plan(ray, n_studies or 1)
         threads = max(1, int(self.cpus_per_worker))
-        self.spec = WorkerSpec(**{**self.spec.__dict__, "threads": self.spec.threads or threads})
+        self.spec = replace(self.spec, threads=self.spec.threads or threads)
         self._actor_cls = ray.remote(StudyActor).options(
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_study,

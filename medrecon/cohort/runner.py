@@ -17,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study
         return InlineEngine(spec)
     n = min(n, max(1, n_todo))
     if spec.threads is None:  # share the CPUs, not oversubscribe them
-        spec = WorkerSpec(**{**spec.__dict__, "threads": max(1, cpu_count() // n)})
+        spec = replace(spec, threads=max(1, cpu_count() // n))
     return LocalEngine(spec, n)
 
 
@@ -188,7 +188,7 @@ def run_cohort(
     listeners = [f for f in (on_event, ProgressBar(len(studies)) if progress else None) if f]
     log_path = out / COHORT_LOG if log_file else None
     with cohort_lock(out), _LogFile(log_path):
-        clean_partial(out)
+        clean_partial(out, [s.id for s in studies])
         run = _CohortRun(studies, out, labels, listeners, retries)
         run.resume(force)
         n_workers = run.execute(

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,7 @@ STAGING = ".staging"
 
 # run_study's temporary and set-aside folders (.NAME.tmp-XXXX, .NAME.old-PID-NS) and
 # atomic_write_path's temporary files (.STEM.tmp-XXXXXXXX.EXT).
-_PARTIAL = re.compile(r"^\..+\.(tmp|old)-[0-9A-Za-z_-]+")
+_PARTIAL = re.compile(r"^\.(.+)\.(?:tmp|old)-[0-9A-Za-z_-]+")
 
 
 @dataclass
@@ -139,15 +139,18 @@ def write_error(study_dir: Path, record: StudyRecord, source: str) -> Path:
     return atomic_write_text(study_dir / ERROR_TXT, text)
 
 
-def clean_partial(outdir: Path) -> int:
-    """Delete temporary folders/files a killed run left in OUTDIR and its study
-    folders, and the staging folder; returns how many were removed."""
+def clean_partial(outdir: Path, study_ids: Iterable[str]) -> int:
+    """Delete what a killed run left half-way: temporary folders/files of these
+    studies (beside and inside their folders), of cohort.csv, and the staging
+    folder. Only names this cohort makes are touched. Returns how many went."""
+    ids = set(study_ids)
     removed = 0
     candidates = [outdir / STAGING] if (outdir / STAGING).exists() else []
     for entry in outdir.iterdir():
-        if _PARTIAL.match(entry.name):
+        match = _PARTIAL.match(entry.name)
+        if match and match.group(1) in ids | {"cohort"}:
             candidates.append(entry)
-        elif entry.is_dir() and not entry.name.startswith("."):
+        elif entry.name in ids and entry.is_dir():
             candidates.extend(p for p in entry.iterdir() if _PARTIAL.match(p.name))
     for path in candidates:
         if path.is_dir() and not path.is_symlink():
