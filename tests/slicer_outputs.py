@@ -19,7 +19,7 @@ from medrecon.export.scene import write_scene
 from medrecon.export.segnrrd import write_seg_nrrd
 from medrecon.io.nifti import read_nifti, write_nifti
 from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import describe
+from medrecon.pipeline.terminology import TISSUE, describe
 from medrecon.volume import Volume
 
 __all__ = ["build_outdir", "label_codes", "oblique", "real_case", "write_stl_lps"]
@@ -76,8 +76,8 @@ def oblique(vol: Volume, degrees: float = 25.0) -> Volume:
 def label_codes(label: Label) -> dict[str, list[str]]:
     """The codes check_outputs.py expects Slicer to parse from the segment's terminology."""
     parts = {"category": label.category, "type": label.type, "type_modifier": label.type_modifier}
-    if label.type is None:
-        return {}  # no TerminologyEntry is written without a type
+    if label.type is None:  # written with Slicer's generic Tissue/Tissue
+        parts = {"category": TISSUE, "type": TISSUE}
     return {k: [c.scheme, c.value, c.meaning] for k, c in parts.items() if c is not None}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -15,10 +16,17 @@ from medrecon.errors import InputError
 from medrecon.export.segnrrd import read_seg_nrrd, write_seg_nrrd
 from medrecon.io.nifti import read_nifti
 from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import describe
+from medrecon.pipeline.terminology import TISSUE, describe
 from medrecon.volume import Volume
 
 SLICERIO_DATA = Path(slicerio.__file__).parent / "data"
+
+
+def _as_written(label: Label) -> Label:
+    """A label as the file codes it: one without a type gets Slicer's generic Tissue."""
+    if label.type is not None:
+        return label
+    return dataclasses.replace(label, category=TISSUE, type=TISSUE, type_modifier=None)
 
 
 def _ct_labels(shared_data: Path) -> tuple[Volume, list[Label]]:
@@ -57,7 +65,7 @@ def test_ct_abdomen_round_trip(shared_data, tmp_path):
     np.testing.assert_allclose(back.affine, labels.affine, atol=1e-9)
     present = {int(v) for v in np.unique(labels.array) if v}
     expected = sorted((lab for lab in table if lab.value in present), key=lambda lab: lab.value)
-    assert list(back_table) == expected  # names, colours and codes all survive
+    assert list(back_table) == [_as_written(lab) for lab in expected]  # names, colours, codes
 
     seg = slicerio.read_segmentation(str(path))
     np.testing.assert_array_equal(seg["voxels"], labels.array)
@@ -69,11 +77,8 @@ def test_ct_abdomen_round_trip(shared_data, tmp_path):
         assert segment["labelValue"] == label.value
         assert segment["layer"] == 0
         np.testing.assert_allclose(np.array(segment["color"]) * 255, label.color, atol=0.01)
-        if label.type is None:  # no codes known: Slicer needs category and type, so no entry
-            assert "terminology" not in segment
-        else:
-            code = label.type
-            assert segment["terminology"]["type"] == [code.scheme, code.value, code.meaning]
+        code = _as_written(label).type
+        assert segment["terminology"]["type"] == [code.scheme, code.value, code.meaning]
         ijk = np.argwhere(labels.array == label.value)
         box = np.column_stack([ijk.min(axis=0), ijk.max(axis=0)]).ravel()
         assert segment["extent"] == box.tolist()
@@ -134,8 +139,8 @@ def test_large_label_values_and_unknown_names(tmp_path):
     back, back_table = read_seg_nrrd(path)
     np.testing.assert_array_equal(back.array, array)
     assert {lab.value: (lab.name, lab.color, lab.type) for lab in back_table} == {
-        7: ("cyst", (250, 251, 252), None),
-        300: ("lesion", (10, 20, 30), None),
+        7: ("cyst", (250, 251, 252), TISSUE),
+        300: ("lesion", (10, 20, 30), TISSUE),
     }
     with pytest.raises(InputError, match=r"\[7\]"):
         write_seg_nrrd(tmp_path / "t.seg.nrrd", Volume(array, np.eye(4)), table[:1])

@@ -29,7 +29,7 @@ from medrecon.volume import Volume
 
 CHECK = Path(__file__).parent / "slicer" / "check_outputs.py"
 WRITE_SEG = Path(__file__).parent / "slicer" / "write_segmentation.py"
-ORGANS = ["liver", "spleen", "kidney_left", "aorta"]
+ORGANS = ["liver", "spleen", "kidney_left", "aorta", "autochthon_left"]  # the last has no codes
 
 
 @pytest.fixture(scope="module")

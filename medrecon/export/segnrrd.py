@@ -59,10 +59,7 @@ def _extent(box: tuple[slice, ...]) -> str:
 
 def _segment_fields(index: int, label: Label, extent: str) -> list[tuple[str, str]]:
     r, g, b = (c / 255.0 for c in label.color)
-    tags = []
-    entry = terminology_entry(label)
-    if entry is not None:
-        tags.append(f"TerminologyEntry:{entry}")
+    tags = [f"TerminologyEntry:{terminology_entry(label)}"]
     prefix = f"Segment{index}_"
     return [
         (prefix + "Color", f"{r:.6g} {g:.6g} {b:.6g}"),

@@ -15,6 +15,7 @@ modifier. Each coded part is ``scheme^value^meaning`` (``^^`` when empty), e.g.:
 from __future__ import annotations
 
 from medrecon.pipeline.config import Code, Label
+from medrecon.pipeline.terminology import TISSUE
 
 __all__ = [
     "ANATOMIC_CONTEXT",
@@ -38,19 +39,19 @@ def _code_text(code: Code | None) -> str:
     return "^".join(f.replace("~", " ").replace("^", " ").replace("|", " ") for f in fields)
 
 
-def terminology_entry(label: Label) -> str | None:
-    """The TerminologyEntry string for ``label``, or None when it has no type code.
+def terminology_entry(label: Label) -> str:
+    """The TerminologyEntry string for ``label``.
 
-    Slicer requires both category and type in an entry, so a label without a
-    type code gets no entry (Slicer then shows the segment without terminology).
+    Slicer needs both a category and a type, so a label without a type code
+    gets Slicer's own default for a new segment, SCT 85756007 "Tissue" for both
+    (as medrecon's DICOM SEG does); its name and colour still say what it is.
     """
-    if label.type is None or label.category is None:
-        return None
+    typed = label.type is not None and label.category is not None
     parts = [
         TERMINOLOGY_CONTEXT,
-        _code_text(label.category),
-        _code_text(label.type),
-        _code_text(label.type_modifier),
+        _code_text(label.category if typed else TISSUE),
+        _code_text(label.type if typed else TISSUE),
+        _code_text(label.type_modifier if typed else None),
         ANATOMIC_CONTEXT,
         "^^",
         "^^",
