@@ -16,14 +16,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["GOOD", "BAD", "build_cohort", "read_cohort_csv"]
+__all__ = ["GOOD", "BAD", "build_cohort", "ct_block", "read_cohort_csv"]
 
 #: Study folder names in the built cohort (sorted = the cohort's order).
 GOOD = ("ct-dicom", "ct-lps", "ct-ras")
 BAD = ("corrupt", "empty")
 
 
-def _ct_crop(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
+def ct_block(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """A 40x36x24-voxel block (120x108x72 mm) of the real CT, through the liver."""
     img = nib.load(shared_data / "ct-abdomen" / "ct.nii.gz")
     block = (slice(30, 70), slice(30, 66), slice(50, 74))
@@ -49,7 +49,7 @@ def build_cohort(shared_data: Path, root: Path, *, real_dicom: bool = False, cop
     """
     from medrecon.io.dicom.write_series import write_ct_series
 
-    array, affine = _ct_crop(shared_data)
+    array, affine = ct_block(shared_data)
     for n in range(1, copies + 1):
         tag = "" if n == 1 else f"-{n}"
         _write_nifti(array, affine, root / f"ct-ras{tag}" / "ct.nii.gz")

@@ -275,3 +275,63 @@ def test_partial_outputs_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
         "corrupt/error.txt",
         "notes",
     ]
+
+
+def test_split_dicom_studies_run_through_links(shared_data, ball_pipeline, tmp_path):
+    from cohort_helpers import ct_block
+
+    from medrecon.io.dicom.write_series import write_ct_series
+
+    array, affine = ct_block(shared_data)
+    flat = tmp_path / "flat"
+    for n in (1, 2):
+        files = write_ct_series(array, affine, tmp_path / f"s{n}", study_description=f"study {n}")
+        flat.mkdir(exist_ok=True)
+        for f in files:
+            f.rename(flat / f"{n}_{f.name}")
+    out = tmp_path / "out"
+    result = run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    assert result.ok and len(result.records) == 2
+    rows = read_cohort_csv(out / "cohort.csv")
+    assert all(r["input_kind"] == "dicom" and r["input"] == str(flat) for r in rows.values())
+    assert rows[result.records[0].study]["ball_ml"] == rows[result.records[1].study]["ball_ml"]
+    assert not (out / ".staging").exists()
+    uids = {json.loads((out / s / "run.json").read_text())["input"]["study_uid"] for s in rows}
+    assert uids == set(rows)  # each folder holds the study its name says
+
+
+def test_force_redoes_complete_studies(cohort, ball_pipeline, tmp_path):
+    manifest = tmp_path / "one.json"
+    manifest.write_text(json.dumps([{"study_id": "one", "path": str(cohort / "ct-ras")}]))
+    out = tmp_path / "out"
+    run_cohort(manifest, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    first = (out / "one" / "run.json").stat().st_mtime_ns
+    (result,) = run_cohort(
+        manifest, out, pipeline=ball_pipeline, workers=0, device="cpu", force=True
+    ).records
+    assert not result.resumed and result.attempts == 1
+    assert (out / "one" / "run.json").stat().st_mtime_ns != first
+
+
+def test_cli_exit_code_2_when_the_cohort_cannot_run(cohort, tmp_path, capsys):
+    code = main(["batch", str(cohort), "-o", str(tmp_path / "o"), "--pipeline", "no-such"])
+    assert code == 2
+    assert "no pipeline named 'no-such'" in capsys.readouterr().err
+
+
+def test_progress_line_counts_and_eta():
+    import io
+
+    from medrecon.cohort import CohortEvent, ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(4, stream=stream, width=8)
+    bar(CohortEvent("skip", "a"))
+    bar(CohortEvent("start", "b", 1, "h:1"))
+    bar(CohortEvent("complete", "b", 1, "h:1"))
+    bar(CohortEvent("failed", "c", 3, "h:1"))
+    assert bar.remaining == 1 and bar.eta() is not None
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("b: complete | [####----] 2/4 | 1 done 0 failed 2 left")
+    assert "(1 already done) | ETA " in lines[0]
+    assert lines[1].startswith("c: failed | [######--] 3/4 | 1 done 1 failed 1 left")

@@ -9,6 +9,7 @@ exception that cannot be pickled cannot take the engine down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -105,6 +106,8 @@ class StudyWorker:
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
+                with contextlib.suppress(OSError):  # other workers may still use it
+                    staging.parent.rmdir()
         record.attempts = attempt
         record.worker = self.name
         record.seconds = round(time.perf_counter() - t0, 3)
