@@ -20,6 +20,7 @@ from medrecon.cohort import run_cohort
 
 ray = pytest.importorskip("ray")
 
+REAL = ("philips-axial",)
 _SAME = ("status", "input", "input_kind", "series_uid", "series_number", "device", "ball_ml")
 
 
@@ -38,7 +39,8 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def cohort(shared_data, tmp_path_factory) -> Path:
-    return build_cohort(shared_data, tmp_path_factory.mktemp("ray-cohort-in"))
+    # With a real scanner series too (Philips CT, 28 slices of 512x512).
+    return build_cohort(shared_data, tmp_path_factory.mktemp("ray-cohort-in"), real_dicom=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +58,10 @@ def test_ray_gives_the_same_outputs_as_the_local_engine(
         cohort, out, pipeline=ball_pipeline, engine="ray", workers=2, device="cpu", retries=1
     )
     assert result.n_workers == 2
-    assert {r.study for r in result.complete} == set(GOOD)
+    assert {r.study for r in result.complete} == set(GOOD + REAL)
     assert {r.study for r in result.failed} == set(BAD)
     assert len({r.worker for r in result.complete}) <= 2  # models loaded once per actor
-    for name in GOOD:
+    for name in GOOD + REAL:
         a = nib.load(local_out / name / "labels.nii.gz")
         b = nib.load(out / name / "labels.nii.gz")
         np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
@@ -100,5 +102,5 @@ def test_killed_ray_worker_study_is_retried_and_completes(
     record = next(r for r in result.records if r.study == "ct-lps")
     assert killed and record.status == "complete" and record.attempts == 2
     assert int(record.worker.rsplit(":", 1)[1]) != killed[0]
-    assert {r.study for r in result.complete} == set(GOOD)
+    assert {r.study for r in result.complete} == set(GOOD + REAL)
     assert "Ray worker" in (tmp_path / "out" / "cohort.log").read_text()

@@ -107,8 +107,8 @@ class _LogFile:
         self._saved = (journal.level, journal.propagate)
 
     def __enter__(self) -> _LogFile:
-        journal.setLevel(logging.INFO)
         if self.path is not None:
+            journal.setLevel(logging.INFO)
             self._handler = logging.FileHandler(self.path, encoding="utf-8")
             self._handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
