@@ -19,7 +19,16 @@ from scipy.special import ellipeinc, ellipkinc
 
 from medrecon.errors import FormatError, InputError
 from medrecon.export.mesh import label_meshes
-from medrecon.export.mesh_filters import is_watertight, mesh_volume
+from medrecon.export.mesh_filters import (
+    decimate_mesh,
+    default_decimator,
+    euler_characteristic,
+    is_watertight,
+    mesh_volume,
+    restore_volume,
+    smooth_mesh,
+    vertex_normals,
+)
 from medrecon.export.meshio import mesh_file_name, write_mesh, write_meshes
 from medrecon.pipeline.config import Label
 from medrecon.volume import LPS_TO_RAS, Volume
@@ -492,3 +501,71 @@ def test_lewiner_non_manifold_case_falls_back_to_a_closed_surface():
     (mesh,) = label_meshes(Volume(labels, np.eye(4)), decimate=0.0)
     assert mesh.watertight
     assert mesh_volume(mesh.vertices, mesh.faces) > 0
+
+
+# -- decimation: the fast quadric path and its checks ----------------------------------
+
+
+@pytest.mark.parametrize("method", ["quadric", "pro"])
+def test_each_decimator_keeps_the_sphere_exact(monkeypatch, method):
+    if method == "quadric":
+        pytest.importorskip("fast_simplification")
+    # the path label_meshes takes where fast-simplification is (or is not) installed
+    monkeypatch.setattr("medrecon.export.mesh.default_decimator", lambda: method)
+    radius = 24.0
+    vol = Volume(ball((56, 56, 56), (27.5, 27.5, 27.5), (radius,) * 3), np.eye(4))
+    (whole,) = label_meshes(vol, decimate=0.0, preserve_volume=False)
+    (mesh,) = label_meshes(vol, decimate=0.5, preserve_volume=False)
+    assert mesh.mesh_volume_mm3 == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.02)
+    assert mesh.area_mm2 == pytest.approx(4 * np.pi * radius**2, rel=0.02)
+    assert mesh.watertight
+    assert len(mesh.faces) <= 0.5 * len(whole.faces) * 1.05
+    # every vertex stays on the undecimated surface: radius within 0.1 voxel
+    r_whole = np.linalg.norm(whole.vertices - whole.vertices.mean(axis=0), axis=1)
+    r_mesh = np.linalg.norm(mesh.vertices - whole.vertices.mean(axis=0), axis=1)
+    assert r_mesh.min() > r_whole.min() - 0.1
+    assert r_mesh.max() < r_whole.max() + 0.1
+
+
+def test_decimation_keeps_a_one_voxel_island():
+    # Quadric edge collapse removes a one-voxel island of a label outright
+    # (Euler characteristic 4 -> 2); label_meshes then takes vtkDecimatePro.
+    labels = ball((48, 48, 48), (20.0, 20.0, 20.0), (16.0,) * 3)
+    labels[42, 42, 42] = 1
+    verts, faces = smooth_mesh(*_raw_surface(labels), 0.5)
+    assert euler_characteristic(faces) == 4  # two spheres
+    if default_decimator() == "quadric":
+        fewer = decimate_mesh(verts, faces, 0.5, "quadric")
+        assert euler_characteristic(fewer[1]) == 2  # the island is gone
+    (mesh,) = label_meshes(Volume(labels, np.eye(4)), decimate=0.5)
+    assert mesh.watertight
+    assert euler_characteristic(mesh.faces) == 4
+    assert mesh.vertices[:, 2].max() == pytest.approx(42.0, abs=0.5)  # the island's voxel
+
+
+def _raw_surface(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from skimage.measure import marching_cubes
+
+    verts, faces, _, _ = marching_cubes(np.pad(labels, 1), 0.5, gradient_direction="ascent")
+    return verts - 1.0, faces.astype(np.int64)
+
+
+def test_euler_characteristic_of_sphere_and_torus():
+    grid = np.indices((40, 40, 20), dtype=np.float64)
+    ring = np.hypot(grid[0] - 19.5, grid[1] - 19.5)
+    torus = ((ring - 12.0) ** 2 + (grid[2] - 9.5) ** 2 <= 4.5**2).astype(np.uint8)
+    assert euler_characteristic(_raw_surface(torus)[1]) == 0
+    sphere = ball((20, 20, 20), (9.5, 9.5, 9.5), (7.0,) * 3)
+    assert euler_characteristic(_raw_surface(sphere)[1]) == 2
+
+
+@pytest.mark.parametrize("offset", [0.3, -0.2])
+def test_volume_restore_finds_a_known_offset_exactly(offset):
+    # The volume of verts + d * normals is a cubic in d: the restore solves it.
+    verts, faces = smooth_mesh(*_raw_surface(ball((30,) * 3, (14.5,) * 3, (10.0,) * 3)), 0.5)
+    target = mesh_volume(verts + offset * vertex_normals(verts, faces), faces)
+    moved, found = restore_volume(verts, faces, target, max_offset_mm=0.5)
+    assert found == pytest.approx(offset, abs=1e-9)
+    assert mesh_volume(moved, faces) == pytest.approx(target, rel=1e-12)
+    _, capped = restore_volume(verts, faces, target, max_offset_mm=0.1)
+    assert capped == pytest.approx(np.sign(offset) * 0.1)
