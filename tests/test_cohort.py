@@ -335,3 +335,19 @@ def test_progress_line_counts_and_eta():
     assert lines[0].startswith("b: complete | [####----] 2/4 | 1 done 0 failed 2 left")
     assert "(1 already done) | ETA " in lines[0]
     assert lines[1].startswith("c: failed | [######--] 3/4 | 1 done 1 failed 1 left")
+
+
+def test_a_study_past_its_timeout_is_killed_and_retried(shared_data, ball_pipeline, tmp_path):
+    import shutil
+
+    study = tmp_path / "in" / "philips"
+    shutil.copytree(shared_data / "dicom" / "ct-philips-axial", study)  # 28 x 512^2: > 1 s
+    out = tmp_path / "out"
+    result = run_cohort(
+        tmp_path / "in", out, pipeline=ball_pipeline, device="cpu", timeout=0.2, retries=1
+    )
+    (record,) = result.records
+    assert record.status == "failed" and record.attempts == 2
+    assert "timed out after 0.2 s" in record.error
+    assert "attempts: 2" in (out / "philips" / "error.txt").read_text()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

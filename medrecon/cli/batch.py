@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads per worker (default: CPUs/workers)"
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a study may take before its worker is killed and it is retried",
+    )
     p.add_argument("--force", action="store_true", help="redo studies that are already complete")
     p.add_argument(
         "--layout",
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         gpus_per_study=args.gpus_per_study,
         retries=args.retries,
         threads=args.threads,
+        timeout=args.timeout,
         force=args.force,
         device=args.device,
         layout=args.layout,

@@ -91,13 +91,16 @@ def _death(process) -> str:
 
 
 class LocalEngine:
-    """``workers`` processes, each a :class:`StudyWorker`."""
+    """``workers`` processes, each a :class:`StudyWorker`. A study still running
+    after ``study_timeout`` seconds has its worker killed (a hung decoder, a
+    stuck file system): that attempt fails like a crash."""
 
-    def __init__(self, spec: WorkerSpec, workers: int) -> None:
+    def __init__(self, spec: WorkerSpec, workers: int, study_timeout: float | None = None) -> None:
         import multiprocessing
 
         self.spec = spec
         self.workers = max(1, workers)
+        self.study_timeout = study_timeout
         self._ctx = multiprocessing.get_context("spawn")
         self._slots: list[_Slot] = []
         self._start_failures = 0
@@ -141,7 +144,17 @@ class LocalEngine:
 
     def wait(self, timeout: float) -> list[StudyRecord]:
         """Records of the attempts that ended within ``timeout`` seconds."""
-        return self._poll(timeout)
+        return self._poll(timeout) + self._expire()
+
+    def _expire(self) -> list[StudyRecord]:
+        if self.study_timeout is None:
+            return []
+        now, out = time.perf_counter(), []
+        for slot in list(self._slots):
+            if slot.task is not None and now - slot.started > self.study_timeout:
+                slot.process.kill()
+                out.extend(self._replace(slot, f"timed out after {self.study_timeout:g} s"))
+        return out
 
     def _poll(self, timeout: float) -> list[StudyRecord]:
         from multiprocessing.connection import wait
@@ -180,10 +193,10 @@ class LocalEngine:
         slot.task = None
         return [message[1]]
 
-    def _replace(self, slot: _Slot) -> list[StudyRecord]:
+    def _replace(self, slot: _Slot, reason: str | None = None) -> list[StudyRecord]:
         """A worker died: its study's attempt failed; start a new worker in its place."""
         slot.process.join(5)
-        how = _death(slot.process)
+        how = reason or _death(slot.process)
         logger.warning("worker %s died (%s)", slot.name or slot.process.pid, how)
         slot.conn.close()
         if not slot.ready:

@@ -83,8 +83,10 @@ class RayEngine:
         address: str | None = None,
         gpus_per_study: float | None = None,
         cpus_per_worker: float = 1.0,
+        study_timeout: float | None = None,
     ) -> None:
         self.spec = spec
+        self.study_timeout = study_timeout
         self.address = address
         self.requested = workers
         self.gpus_per_study = gpus_per_study
@@ -160,7 +162,17 @@ class RayEngine:
         return actor.name
 
     def wait(self, timeout: float) -> list[StudyRecord]:
-        return self._poll(timeout)
+        return self._poll(timeout) + self._expire()
+
+    def _expire(self) -> list[StudyRecord]:
+        """Kill the actors whose study ran past ``study_timeout``; those attempts fail."""
+        if self.study_timeout is None:
+            return []
+        now, out = time.perf_counter(), []
+        for actor in list(self._actors):
+            if actor.task is not None and now - actor.started > self.study_timeout:
+                out.extend(self._replace(actor, f"timed out after {self.study_timeout:g} s"))
+        return out
 
     def _poll(self, timeout: float) -> list[StudyRecord]:
         ray = _import_ray()
@@ -188,9 +200,13 @@ class RayEngine:
                 logger.info("actor %s ready (model loaded in %.1f s)", value[0], value[1])
         return finished
 
-    def _replace(self, actor: _Actor, exc: Exception) -> list[StudyRecord]:
+    def _replace(self, actor: _Actor, exc: Exception | str) -> list[StudyRecord]:
         ray = _import_ray()
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, str):
+            reason = exc
+        else:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
         logger.warning("Ray actor %s failed: %s", actor.name or "(starting)", reason)
         ray.kill(actor.handle, no_restart=True)
         if not actor.ready:
@@ -210,7 +226,7 @@ class RayEngine:
                 input=str(study.path),
                 worker=actor.name,
                 seconds=round(time.perf_counter() - actor.started, 3),
-                error=f"Ray worker {actor.name} died ({type(exc).__name__}: {reason})",
+                error=f"Ray worker {actor.name} died ({reason})",
             )
         ]
 

@@ -26,6 +26,7 @@ from medrecon.cohort.state import (
     COMPLETE,
     FAILED,
     StudyRecord,
+    clean_attempt,
     clean_partial,
     cohort_lock,
     record_from_outdir,
@@ -80,22 +81,30 @@ def _pipeline_ref(pipeline):
     return pipeline
 
 
-def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study, n_todo):
+def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study, timeout, n_todo):
     if engine == "ray":
         from medrecon.cohort.ray_engine import RayEngine
 
-        return RayEngine(spec, workers=workers, address=address, gpus_per_study=gpus_per_study)
+        return RayEngine(
+            spec,
+            workers=workers,
+            address=address,
+            gpus_per_study=gpus_per_study,
+            study_timeout=timeout,
+        )
     from medrecon.cohort.local import InlineEngine, LocalEngine, cpu_count
 
     if address is not None or gpus_per_study is not None:
         raise InputError("--address and --gpus-per-study apply to --engine ray only")
     n = 1 if workers is None else workers
     if n == 0:
+        if timeout is not None:
+            raise InputError("a study timeout needs worker processes (--workers 1 or more)")
         return InlineEngine(spec)
     n = min(n, max(1, n_todo))
     if spec.threads is None:  # share the CPUs, not oversubscribe them
         spec = replace(spec, threads=max(1, cpu_count() // n))
-    return LocalEngine(spec, n)
+    return LocalEngine(spec, n, study_timeout=timeout)
 
 
 class _LogFile:
@@ -138,6 +147,7 @@ def run_cohort(
     gpus_per_study: float | None = None,
     retries: int = 2,
     threads: int | None = None,
+    timeout: float | None = None,
     force: bool = False,
     device: str = "auto",
     layout: str = "auto",
@@ -158,7 +168,8 @@ def run_cohort(
     default: fill the cluster; ``gpus_per_study`` GPU share per actor).
     A study already complete in ``outdir`` is skipped unless ``force``. A failed
     attempt is retried up to ``retries`` times. ``threads``: torch threads per worker
-    (default: local, the CPUs shared out; Ray, the actor's CPUs). ``progress`` draws a bar on
+    (default: local, the CPUs shared out; Ray, the actor's CPUs). ``timeout``: seconds
+    after which a study's worker is killed and the attempt failed. ``progress`` draws a bar on
     stderr; ``log_file`` writes ``outdir/cohort.log``; ``on_event`` hears every step.
     """
     from medrecon.pipeline.registry import load_pipeline
@@ -167,6 +178,8 @@ def run_cohort(
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if retries < 0:
         raise InputError(f"retries must be 0 or more, not {retries}")
+    if timeout is not None and timeout <= 0:
+        raise InputError(f"timeout must be a positive number of seconds, not {timeout}")
     if threads is not None and threads < 1:
         raise InputError(f"threads must be 1 or more, not {threads}")
     t0 = time.perf_counter()
@@ -192,7 +205,7 @@ def run_cohort(
         run = _CohortRun(studies, out, labels, listeners, retries)
         run.resume(force)
         n_workers = run.execute(
-            lambda n: _make_engine(engine, spec, workers, address, gpus_per_study, n)
+            lambda n: _make_engine(engine, spec, workers, address, gpus_per_study, timeout, n)
         )
     records = [run.records[s.id] for s in studies if s.id in run.records]
     result = CohortResult(out, records, out / COHORT_CSV, time.perf_counter() - t0, log_path)
@@ -269,6 +282,8 @@ class _CohortRun:
                 self.emit(CohortEvent("start", study.id, attempt, worker))
             for record in engine.wait(1.0):
                 study = self.by_id[record.study]
+                if record.status == FAILED:
+                    clean_attempt(self.outdir, study.id)
                 if record.status == FAILED and record.retryable and record.attempts <= self.retries:
                     journal.warning(
                         "%s: attempt %d failed (%s); retrying",

@@ -30,6 +30,7 @@ __all__ = [
     "LOCK_NAME",
     "STAGING",
     "StudyRecord",
+    "clean_attempt",
     "clean_partial",
     "cohort_lock",
     "record_from_outdir",
@@ -161,6 +162,20 @@ def clean_partial(outdir: Path, study_ids: Iterable[str]) -> int:
     if removed:
         logger.info("%s: removed %d partial item(s) of an interrupted run", outdir, removed)
     return removed
+
+
+def clean_attempt(outdir: Path, study_id: str) -> None:
+    """After a failed attempt (a killed worker leaves its temporary folder): remove
+    that study's temporary folder(s) and links. A set-aside ``.old-`` result stays
+    for the start-of-run clean-up, so a crash mid ``--force`` cannot lose it early."""
+    prefix = f".{study_id}.tmp-"
+    doomed = [p for p in outdir.iterdir() if p.name.startswith(prefix)]
+    staging = outdir / STAGING
+    if staging.is_dir():
+        mine = re.compile(re.escape(study_id) + r"-\d+")  # <id>-<pid>; not study <id>-2's
+        doomed += [p for p in staging.iterdir() if mine.fullmatch(p.name)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
