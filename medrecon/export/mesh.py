@@ -12,9 +12,13 @@ their own smoothing shrinks thin structures (-14 % median on those labels).
 
 The vertices go through the Volume's affine to LPS once, then smoothing and
 decimation (:mod:`medrecon.export.mesh_filters`) run in millimetres, so
-anisotropic and oblique grids are smoothed in patient space. Finally the
-surface is offset along its normals to give back the label's voxel volume
-(smoothing shrinks thin structures such as ribs by 10-30 %).
+anisotropic and oblique grids are smoothed in patient space. Decimation is
+quadric edge collapse where ``fast-simplification`` is installed (3-4x faster
+than vtkDecimatePro), kept only when the surface stays closed with the same
+topology (it drops one-voxel islands now and then: 4 of the 20 benchmark
+labels, 8 of the 59 CT labels), else vtkDecimatePro. Finally the surface is
+offset along its normals to give back the label's voxel volume (smoothing
+shrinks thin structures such as ribs by 10-30 %).
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def label_meshes(
     ``decimate`` in [0, 1): the fraction of triangles to remove.
     ``preserve_volume``: offset the smoothed surface along its normals (by at
     most half a voxel) until it encloses the label's voxel volume.
-    ``threads``: labels meshed at once (VTK's filters release the GIL).
+    ``threads``: labels meshed at once (find_objects and VTK's filters release
+    the GIL; marching cubes and the quadric decimator hold it).
     Labels missing from ``label_table`` are named ``label_<value>``.
     Meshes come in label order.
     """
