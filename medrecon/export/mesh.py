@@ -15,8 +15,9 @@ decimation (:mod:`medrecon.export.mesh_filters`) run in millimetres, so
 anisotropic and oblique grids are smoothed in patient space. Decimation is
 quadric edge collapse where ``fast-simplification`` is installed (3-4x faster
 than vtkDecimatePro), kept only when the surface stays closed with the same
-topology (it drops one-voxel islands now and then: 4 of the 20 benchmark
-labels, 8 of the 59 CT labels), else vtkDecimatePro. Finally the surface is
+topology (now and then it drops a small island or leaves two faces back to
+back: 4 of the 20 benchmark labels, 8 of the 59 CT labels), else
+vtkDecimatePro. Finally the surface is
 offset along its normals to give back the label's voxel volume (smoothing
 shrinks thin structures such as ribs by 10-30 %).
 """
