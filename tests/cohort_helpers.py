@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["GOOD", "BAD", "build_cohort", "ct_block", "read_cohort_csv"]
+__all__ = ["GOOD", "BAD", "build_cohort", "ct_block", "hung_study", "read_cohort_csv"]
 
 #: Study folder names in the built cohort (sorted = the cohort's order).
 GOOD = ("ct-dicom", "ct-lps", "ct-ras")
@@ -83,3 +83,13 @@ def read_cohort_csv(path: Path) -> dict[str, dict[str, str]]:
     """cohort.csv as {study: row}."""
     with open(path, newline="", encoding="utf-8") as f:
         return {row["study"]: row for row in csv.DictReader(f)}
+
+
+def hung_study(folder: Path) -> Path:
+    """A study whose reading never ends: its one "DICOM file" is a named pipe no one
+    writes to, so opening it blocks, as on a stalled network file system."""
+    import os
+
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "IM0001.dcm")
+    return folder

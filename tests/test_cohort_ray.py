@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from cohort_helpers import BAD, GOOD, build_cohort, read_cohort_csv
+from cohort_helpers import BAD, GOOD, build_cohort, hung_study, read_cohort_csv
 
 from medrecon.cohort import run_cohort
 
@@ -104,3 +104,25 @@ def test_killed_ray_worker_study_is_retried_and_completes(
     assert int(record.worker.rsplit(":", 1)[1]) != killed[0]
     assert {r.study for r in result.complete} == set(GOOD + REAL)
     assert "Ray worker" in (tmp_path / "out" / "cohort.log").read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_ray_hung_study_is_killed_at_its_timeout_and_the_rest_go_on(
+    local_ray, cohort, ball_pipeline, tmp_path
+):
+    manifest = tmp_path / "m.json"
+    hung = hung_study(tmp_path / "hung")
+    manifest.write_text(json.dumps([{"path": str(hung)}, {"path": str(cohort / "ct-ras")}]))
+    stuck, fast = run_cohort(
+        manifest,
+        tmp_path / "out",
+        pipeline=ball_pipeline,
+        engine="ray",
+        workers=1,
+        device="cpu",
+        timeout=8,
+        retries=0,
+    ).records
+    assert stuck.status == "failed" and "timed out after 8 s" in stuck.error
+    assert (tmp_path / "out" / "hung" / "error.txt").is_file()
+    assert fast.status == "complete" and fast.worker != stuck.worker  # on the new actor
