@@ -48,7 +48,10 @@ def _medrecon_side(pipeline, train_cases, device, tmp):
     from medrecon.train.ddp import DistContext
     from medrecon.train.loop import TrainConfig, _loader, _Run
 
-    config = TrainConfig(epochs=100, iterations_per_epoch=100, patch_size=PATCH, batch_size=BATCH)
+    # AMP off: the plain loop has none, so both sides do the same float32 work.
+    config = TrainConfig(
+        epochs=100, iterations_per_epoch=100, patch_size=PATCH, batch_size=BATCH, amp=False
+    )
     run = _Run(pipeline, config, DistContext(), device, tmp)
     batches = iter(_loader(train_cases, pipeline, config, AugmentConfig(), DistContext(), 0))
     return run.train_step, lambda: next(batches)
