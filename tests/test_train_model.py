@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import pytest
 from train_helpers import ROOT
 
 #: Floor per organ on the held-out slabs (docs/models.md gives the measured figures).
@@ -28,7 +27,6 @@ def test_shipped_weights_are_pinned_and_small():
     assert pipeline.weights.path.stat().st_size < 30 * 2**20
 
 
-@pytest.mark.slow  # about 10 s idle, 30 s on a busy 2-core machine
 def test_shipped_model_finds_every_organ_on_held_out_slabs(shared_data):
     scores, _ = _heldout()()
     low = {name: round(d, 3) for name, (d, n_ref, _) in scores.items() if n_ref and d < MIN_DICE}
