@@ -300,8 +300,11 @@ def apply_lookup(label: np.ndarray, lookup: dict[int, int], case: Case) -> np.nd
     if values.size and (values.min() < 0 or values.max() > 65535):
         raise InputError(f"case {case.id}: label {case.label} holds values outside 0..65535")
     if bad := sorted(int(v) for v in values if v != 0 and int(v) not in lookup):
+        shown = f"{bad[:10]}".rstrip("]") + (
+            f", ... ({len(bad)} in all)]" if len(bad) > 10 else "]"
+        )
         raise InputError(
-            f"case {case.id}: label {case.label} holds values {bad} that are not in the "
+            f"case {case.id}: label {case.label} holds values {shown} that are not in the "
             "label table (pipeline labels or the dataset's source_labels)"
         )
     table = np.zeros(int(values.max()) + 1 if values.size else 1, dtype=np.uint8)
