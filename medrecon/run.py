@@ -174,6 +174,7 @@ def run_study(
     outputs: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    input_label: str | None = None,
 ) -> RunResult:
     """Segment one study and write every output into ``outdir``.
 
@@ -183,7 +184,9 @@ def run_study(
     :data:`medrecon.pipeline.config.OUTPUTS` (default: the pipeline's list);
     ``dicom_seg=False`` drops the DICOM SEG. Raises a
     :class:`~medrecon.errors.MedreconError` subclass for bad input; nothing is
-    left in ``outdir`` then.
+    left in ``outdir`` then. ``input_label`` is the input as ``run.json`` records
+    it, when ``input_path`` is a stand-in (a cohort's folder of links to one study's
+    files); by default the resolved input path.
     """
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
@@ -224,7 +227,8 @@ def run_study(
             stats=written.stats,
             outputs=sorted(written.files),
         )
-        record = _run_record(source, volume, chosen, pipe, result, written, started)
+        label = input_label if input_label is not None else str(source.resolve())
+        record = _run_record(label, volume, chosen, pipe, result, written, started)
         from medrecon.atomic import atomic_write_json
 
         atomic_write_json(tmp / RUN_JSON, record)
@@ -250,7 +254,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _run_record(source, volume: Volume, chosen, pipe: Pipeline, result, written, started):
+def _run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, written, started):
     from medrecon.pipeline.parse import sha256_file
 
     weights = pipe.weights
@@ -258,7 +262,7 @@ def _run_record(source, volume: Volume, chosen, pipe: Pipeline, result, written,
     return {
         "status": result.status,
         "input": {
-            "path": str(source.resolve()),
+            "path": source,
             "kind": result.input_kind,
             "series_uid": meta.series_uid,
             "series_number": meta.series_number,

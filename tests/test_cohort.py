@@ -296,8 +296,10 @@ def test_split_dicom_studies_run_through_links(shared_data, ball_pipeline, tmp_p
     assert all(r["input_kind"] == "dicom" and r["input"] == str(flat) for r in rows.values())
     assert rows[result.records[0].study]["ball_ml"] == rows[result.records[1].study]["ball_ml"]
     assert not (out / ".staging").exists()
-    uids = {json.loads((out / s / "run.json").read_text())["input"]["study_uid"] for s in rows}
-    assert uids == set(rows)  # each folder holds the study its name says
+    records = [json.loads((out / s / "run.json").read_text())["input"] for s in rows]
+    assert {r["study_uid"] for r in records} == set(rows)  # each folder holds its study
+    # run.json names the shared folder the study came from, not the temporary links.
+    assert {r["path"] for r in records} == {str(flat.resolve())}
 
 
 def test_force_redoes_complete_studies(cohort, ball_pipeline, tmp_path):

@@ -123,6 +123,7 @@ class StudyWorker:
             study_dir,
             segmenter=self.segmenter,
             overwrite=study_dir.exists(),  # only unfinished (or --force) studies get here
+            input_label=str(Path(study.path).resolve()),  # not a split study's links folder
             **options,
         )
         return StudyRecord(
