@@ -37,7 +37,8 @@ def validate(
     net: Any, cases: list[PreparedCase], pipeline: Pipeline, device: str
 ) -> dict[str, float]:
     """``label name -> Dice`` pooled over the validation voxels of every case, plus
-    ``mean`` over the labels present in the reference."""
+    ``mean`` over the labels found in the reference or the prediction there (a
+    label predicted but absent from the reference counts as 0)."""
     import torch
 
     from medrecon.pipeline.device import DeviceChoice
