@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from medrecon.cohort.state import FAILED, StudyRecord
+from medrecon.cohort.state import StudyRecord, lost_attempt
 from medrecon.cohort.studies import Study
 from medrecon.cohort.worker import StudyWorker, WorkerSpec, worker_name
 from medrecon.errors import InferenceError
@@ -205,20 +205,10 @@ class LocalEngine:
                 self.close()
                 raise InferenceError(f"cohort workers keep dying while loading the model ({how})")
         self._slots[self._slots.index(slot)] = self._spawn()
-        if slot.task is None:
-            return []
-        study, attempt = slot.task
-        return [
-            StudyRecord(
-                study=study.id,
-                status=FAILED,
-                attempts=attempt,
-                input=str(study.path),
-                worker=slot.name,
-                seconds=round(time.perf_counter() - slot.started, 3),
-                error=f"worker process {slot.name or slot.process.pid} died ({how})",
-            )
-        ]
+        name = slot.name or str(slot.process.pid)
+        return lost_attempt(
+            slot.task, slot.name, slot.started, f"worker process {name} died ({how})"
+        )
 
     def close(self) -> None:
         """Stop every worker: ask politely, then terminate what is left."""

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from medrecon.cohort.state import FAILED, StudyRecord
+from medrecon.cohort.state import StudyRecord, lost_attempt
 from medrecon.cohort.studies import Study
 from medrecon.cohort.worker import StudyWorker, WorkerSpec
 from medrecon.errors import InferenceError, InputError
@@ -215,20 +215,8 @@ class RayEngine:
                 self.close()
                 raise InferenceError(f"Ray actors could not load the pipeline: {exc}")
         self._actors[self._actors.index(actor)] = self._new_actor()
-        if actor.task is None:
-            return []
-        study, attempt = actor.task
-        return [
-            StudyRecord(
-                study=study.id,
-                status=FAILED,
-                attempts=attempt,
-                input=str(study.path),
-                worker=actor.name,
-                seconds=round(time.perf_counter() - actor.started, 3),
-                error=f"Ray worker {actor.name} died ({reason})",
-            )
-        ]
+        error = f"Ray worker {actor.name} died ({reason})"
+        return lost_attempt(actor.task, actor.name, actor.started, error)
 
     def close(self) -> None:
         ray = _import_ray()

@@ -77,6 +77,27 @@ class StudyRecord:
     retryable: bool = True
 
 
+def lost_attempt(task, worker: str, started: float, error: str) -> list[StudyRecord]:
+    """The failed record of the study a dead worker held (``task`` = (study, attempt)),
+    or nothing when it held none; both engines report a lost worker this way."""
+    import time
+
+    if task is None:
+        return []
+    study, attempt = task
+    return [
+        StudyRecord(
+            study=study.id,
+            status=FAILED,
+            attempts=attempt,
+            input=str(study.path),
+            worker=worker,
+            seconds=round(time.perf_counter() - started, 3),
+            error=error,
+        )
+    ]
+
+
 def study_complete(study_dir: Path) -> bool:
     """True when ``run_study`` finished this folder (see :func:`medrecon.run.is_complete`)."""
     from medrecon.run import is_complete
