@@ -7,6 +7,7 @@ from medrecon.errors import (
     MedreconError,
 )
 from medrecon.io import load, load_all, scan
+from medrecon.run import run_study
 from medrecon.volume import Volume, VolumeMeta
 
 __version__ = "0.1.0"
@@ -21,5 +22,6 @@ __all__ = [
     "__version__",
     "load",
     "load_all",
+    "run_study",
     "scan",
 ]

@@ -218,3 +218,52 @@ def test_zip_input_and_output_inside_input_refused(study, ball_pipeline, tmp_pat
     with pytest.raises(InputError, match="contains the input"):
         run_study(folder, folder.parent, pipeline=ball_pipeline, overwrite=True)
     assert (folder / "s2").is_dir()
+
+
+def _mesh_points(path: Path) -> np.ndarray:
+    """Vertices of a binary STL (what Slicer reads; the header says SPACE=LPS)."""
+    data = path.read_bytes()
+    assert b"SPACE=LPS" in data[:80]
+    count = int(np.frombuffer(data[80:84], "<u4")[0])
+    records = np.frombuffer(
+        data[84 : 84 + 50 * count], np.dtype([("t", "<f4", (12,)), ("a", "<u2")])
+    )
+    return records["t"][:, 3:].reshape(-1, 3).astype(np.float64)
+
+
+def test_same_anatomy_as_ras_lps_and_permuted_input_gives_the_same_mesh(ball_pipeline, tmp_path):
+    """The same voxels stored in RAS, LPS and permuted order (same patient positions)
+    must give one surface in patient space, whatever order the file uses."""
+    image, _ = ball_ct((44, 40, 32), (22, 19, 16), (11, 9, 8), np.random.default_rng(5))
+    ras = _affine((2.0, 2.0, 2.0), (-40.0, -30.0, 20.0))
+    # Reversed i and j: voxel (0, 0, k) is the old (43, 39, k), and i runs to the left.
+    lps = ras @ np.array([[-1, 0, 0, 43], [0, -1, 0, 39], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    # Axes stored as (k, i, j): voxel (a, b, c) is the old (b, c, a).
+    perm = ras @ np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
+    cases = {
+        "ras": (image, ras),
+        "lps": (image[::-1, ::-1, :], lps),
+        "permuted": (np.transpose(image, (2, 0, 1)), perm),
+    }
+    bounds, maps = {}, {}
+    for name, (array, affine) in cases.items():
+        source = write_nifti(
+            Volume(np.ascontiguousarray(array), affine), tmp_path / f"{name}.nii.gz"
+        )
+        out = tmp_path / name
+        run_study(source, out, pipeline=ball_pipeline, device="cpu", outputs=("labels", "meshes"))
+        maps[name] = np.asarray(nib.load(out / "labels.nii.gz").dataobj)
+        points = _mesh_points(out / "meshes" / "ball.stl")
+        bounds[name] = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    # The label maps are the same voxels in each file's own order.
+    np.testing.assert_array_equal(maps["lps"][::-1, ::-1, :], maps["ras"])
+    np.testing.assert_array_equal(np.transpose(maps["permuted"], (1, 2, 0)), maps["ras"])
+    assert maps["ras"].any()
+    for name in ("lps", "permuted"):
+        # Identical network input after orientation; only decimation, which depends on
+        # vertex order, tells the files apart: well within a quarter voxel (0.5 mm).
+        np.testing.assert_allclose(bounds[name], bounds["ras"], atol=0.5)
+    # And they sit where the ball is in LPS: x and y negated from RAS.
+    centre = ras[:3, :3] @ [22, 19, 16] + ras[:3, 3]
+    mid = (bounds["ras"][:3] + bounds["ras"][3:]) / 2
+    np.testing.assert_allclose(mid, centre * [-1, -1, 1], atol=2.0)
