@@ -77,10 +77,15 @@ def choose_series(
     suitable = [i for i in indices if refused[i] is None]
     if not suitable:
         detail = "; ".join(f"{describe_series(summaries[i])}: {refused[i]}" for i in indices)
-        raise NoImageError(
-            f"{where}: no series suits this pipeline ({detail}). Pass --series to choose "
-            "one, or use a pipeline for this modality."
+        found = sorted({summaries[i].modality or "unknown" for i in indices})
+        hint = (
+            f"Use a pipeline made for {'/'.join(found)} images."
+            if all("modality" in (refused[i] or "") for i in indices)
+            else f"A pipeline needs one 3D {modality + ' ' if modality else ''}series of at "
+            f"least {MIN_SLICES} "
+            "slices; check that the study holds one (medrecon info lists its series)."
         )
+        raise NoImageError(f"{where}: no series suits this pipeline ({detail}). {hint}")
 
     def rank(i: int) -> tuple:
         s = summaries[i]

@@ -61,7 +61,9 @@ def test_no_suitable_series_names_each_candidate_and_why():
     assert "/data/study7" in text
     assert "modality MR, pipeline wants CT" in text
     assert "only 2 slice(s)" in text
-    assert "--series" in text
+    assert "at least 8 slices" in text and "medrecon info" in text
+    with pytest.raises(NoImageError, match="Use a pipeline made for MR/PT images"):
+        choose_series([_series(1, modality="MR"), _series(2, modality="PT")], modality="CT")
 
 
 def test_unknown_series_lists_what_was_found():
