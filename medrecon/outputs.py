@@ -71,7 +71,7 @@ class OutputPlan:
             raise InputError("--mrb packs the scene; the scene output is not selected")
         return cls(outputs=chosen, mrb=mrb)
 
-    def for_input(self, *, is_dicom: bool, warnings: list[str]) -> OutputPlan:
+    def for_input(self, *, is_dicom: bool) -> OutputPlan:
         """Drop the DICOM SEG for non-DICOM input: it must reference source images."""
         if is_dicom or "dicom_seg" not in self.outputs:
             return self

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
-from medrecon.outputs import OutputPlan, write_outputs
+from medrecon.outputs import MESH_FORMATS, OutputPlan, write_outputs
 from medrecon.pipeline.config import Pipeline
 from medrecon.volume import Volume
 
@@ -48,7 +48,10 @@ class RunResult:
     device: str
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    #: One row per label found (see :func:`medrecon.export.stats.label_statistics`).
+    #: Names of the labels found, in label-table order.
+    labels_found: list[str] = field(default_factory=list)
+    #: One row per label found (see :func:`medrecon.export.stats.label_statistics`);
+    #: empty when the stats output was not asked for.
     stats: list[dict[str, Any]] = field(default_factory=list)
     run_json: Path | None = None
     outputs: list[str] = field(default_factory=list)
@@ -190,6 +193,8 @@ def run_study(
     """
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
+    if mesh_format not in MESH_FORMATS:
+        raise InputError(f"mesh format {mesh_format!r}: choose one of {', '.join(MESH_FORMATS)}")
     started = datetime.now(timezone.utc)
     clock = _Clock(progress)
     warnings: list[str] = []
@@ -198,10 +203,11 @@ def run_study(
         seg_engine = _segmenter_for(pipeline, segmenter, device)
     pipe: Pipeline = seg_engine.pipeline
     plan = OutputPlan.from_pipeline(pipe, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
-    plan = plan.for_input(is_dicom=kind in ("dicom", "zip"), warnings=warnings)
+    plan = plan.for_input(is_dicom=kind in ("dicom", "zip"))
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         with _readable(source, kind) as readable:
             with clock.stage("load"):
@@ -224,6 +230,7 @@ def run_study(
             device=seg.device,
             timings=clock.timings,
             warnings=warnings,
+            labels_found=[label.name for label in seg.present_labels()],
             stats=written.stats,
             outputs=sorted(written.files),
         )
@@ -288,7 +295,7 @@ def _run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, wri
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "labels_found": [row["name"] for row in result.stats],
+        "labels_found": result.labels_found,
         "meshes": written.meshes,
         "skipped_outputs": written.skipped,
         "warnings": result.warnings,

@@ -267,3 +267,14 @@ def test_same_anatomy_as_ras_lps_and_permuted_input_gives_the_same_mesh(ball_pip
     centre = ras[:3, :3] @ [22, 19, 16] + ras[:3, 3]
     mid = (bounds["ras"][:3] + bounds["ras"][3:]) / 2
     np.testing.assert_allclose(mid, centre * [-1, -1, 1], atol=2.0)
+
+
+def test_bad_mesh_format_is_refused_before_any_work(study, tmp_path):
+    with pytest.raises(InputError, match="mesh format 'fbx'"):
+        run_study(study[0], tmp_path / "o", pipeline="no-such-pipeline", mesh_format="fbx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_folder_is_readable_by_others(full_run):
+    _, out, _ = full_run
+    assert out.stat().st_mode & 0o755 == 0o755

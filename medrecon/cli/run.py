@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=None if args.no_progress else _progress,
     )
-    found = ", ".join(row["name"] for row in result.stats) or "none"
+    found = ", ".join(result.labels_found) or "none"
     total = sum(v for k, v in result.timings.items() if "." not in k)
     print(f"{result.outdir}: {len(result.outputs) + 1} files; labels found: {found}")
     print(
