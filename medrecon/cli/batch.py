@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from medrecon.outputs import MESH_FORMATS
+from medrecon.cli.run import add_output_options, output_list
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -62,13 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="how to read a folder INPUT: auto, folders (one study per sub-folder), dicom "
         "(split by StudyInstanceUID)",
     )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
-    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
-    p.add_argument("--mrb", action="store_true", help="also pack each scene into scene.mrb")
-    p.add_argument(
-        "--outputs", default=None, help="comma-separated subset of outputs (see `medrecon run`)"
-    )
+    add_output_options(p, mrb_help="also pack each scene into scene.mrb")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
@@ -77,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from medrecon.cohort import run_cohort
 
-    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
+    outputs = output_list(args.outputs)
     result = run_cohort(
         args.input,
         args.output,

@@ -12,7 +12,26 @@ from collections.abc import Sequence
 
 from medrecon.outputs import MESH_FORMATS
 
-__all__ = ["add_parser", "main", "run"]
+__all__ = ["add_output_options", "add_parser", "main", "output_list", "run"]
+
+
+def add_output_options(p: argparse.ArgumentParser, *, mrb_help: str) -> None:
+    """The device and output switches ``run`` and ``batch`` share."""
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
+    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
+    p.add_argument("--mrb", action="store_true", help=mrb_help)
+    p.add_argument(
+        "--outputs",
+        default=None,
+        help="comma-separated subset of: image, labels, seg_nrrd, meshes, scene, dicom_seg, "
+        "stats, preview (default: the pipeline's list)",
+    )
+
+
+def output_list(text: str | None) -> list[str] | None:
+    """``"labels, stats"`` -> ``["labels", "stats"]``; None stays None (the pipeline's list)."""
+    return [o.strip() for o in text.split(",") if o.strip()] if text else None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,19 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="abdomen-ct",
         help="shipped pipeline name or YAML file (default: %(default)s)",
     )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--series", default=None, help="series number or UID (default: the one the pipeline fits)"
     )
-    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
-    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
-    p.add_argument("--mrb", action="store_true", help="also pack the scene into scene.mrb")
-    p.add_argument(
-        "--outputs",
-        default=None,
-        help="comma-separated subset of: image, labels, seg_nrrd, meshes, scene, dicom_seg, "
-        "stats, preview (default: the pipeline's list)",
-    )
+    add_output_options(p, mrb_help="also pack the scene into scene.mrb")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", action="store_true", help="do not show stages as they finish")
     p.set_defaults(run=run)
@@ -52,7 +62,7 @@ def _progress(stage: str, seconds: float) -> None:
 def run(args: argparse.Namespace) -> int:
     from medrecon.run import run_study
 
-    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
+    outputs = output_list(args.outputs)
     if not args.no_progress:
         print(f"medrecon run: {args.input} -> {args.output}", file=sys.stderr, flush=True)
     result = run_study(
