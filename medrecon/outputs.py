@@ -23,7 +23,7 @@ from medrecon.errors import InputError
 from medrecon.pipeline.config import OUTPUTS, Pipeline
 from medrecon.volume import Volume
 
-__all__ = ["MESH_FORMATS", "OutputPlan", "WrittenOutputs", "write_outputs"]
+__all__ = ["MESH_FORMATS", "OutputPlan", "WrittenOutputs", "check_mesh_format", "write_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class WrittenOutputs:
 Stage = Callable[[str], AbstractContextManager[None]]
 
 
+def check_mesh_format(fmt: str) -> None:
+    """Refuse a mesh format no writer knows, before any work is done."""
+    if fmt not in MESH_FORMATS:
+        raise InputError(f"mesh format {fmt!r}: choose one of {', '.join(MESH_FORMATS)}")
+
+
 def write_outputs(
     folder: Path, plan: OutputPlan, image: Volume, seg, *, mesh_format: str, stage: Stage
 ) -> WrittenOutputs:
@@ -103,8 +109,7 @@ def write_outputs(
     from medrecon.export.colortable import write_color_csv, write_ctbl
     from medrecon.io.nifti import write_nifti
 
-    if mesh_format not in MESH_FORMATS:
-        raise InputError(f"mesh format {mesh_format!r}: choose one of {', '.join(MESH_FORMATS)}")
+    check_mesh_format(mesh_format)
     out = WrittenOutputs()
     labels: Volume = seg.labels
     table = seg.label_table

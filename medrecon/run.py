@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
-from medrecon.outputs import MESH_FORMATS, OutputPlan, write_outputs
+from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
 from medrecon.pipeline.config import Pipeline
 from medrecon.volume import Volume
 
@@ -193,8 +193,7 @@ def run_study(
     """
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
-    if mesh_format not in MESH_FORMATS:
-        raise InputError(f"mesh format {mesh_format!r}: choose one of {', '.join(MESH_FORMATS)}")
+    check_mesh_format(mesh_format)
     started = datetime.now(timezone.utc)
     clock = _Clock(progress)
     warnings: list[str] = []
