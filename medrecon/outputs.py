@@ -87,6 +87,8 @@ class WrittenOutputs:
     """Files written (relative to the folder), per-label statistics and mesh figures."""
 
     files: list[str] = field(default_factory=list)
+    #: Names of the labels present in the map, in label-table order.
+    labels_found: list[str] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)
     meshes: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -113,7 +115,8 @@ def write_outputs(
     out = WrittenOutputs()
     labels: Volume = seg.labels
     table = seg.label_table
-    present = seg.present_labels()
+    present = seg.present_labels()  # one pass over the map, shared with run.json
+    out.labels_found = [label.name for label in present]
     if "image" in plan:
         with stage("image"):
             write_nifti(image, folder / IMAGE)

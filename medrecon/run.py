@@ -229,7 +229,7 @@ def run_study(
             device=seg.device,
             timings=clock.timings,
             warnings=warnings,
-            labels_found=[label.name for label in seg.present_labels()],
+            labels_found=written.labels_found,
             stats=written.stats,
             outputs=sorted(written.files),
         )
