@@ -93,3 +93,20 @@ def hung_study(folder: Path) -> Path:
     folder.mkdir(parents=True)
     os.mkfifo(folder / "IM0001.dcm")
     return folder
+
+
+def kill_worker_on_start(study: str):
+    """An ``on_event`` callback that SIGKILLs the worker the first time it starts
+    ``study``, and the list of pids it killed."""
+    import os
+    import signal
+
+    killed: list[int] = []
+
+    def on_event(event) -> None:
+        if event.kind == "start" and not killed and event.study == study:
+            pid = int(event.worker.rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    return on_event, killed

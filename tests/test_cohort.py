@@ -177,13 +177,9 @@ def test_rerun_skips_complete_studies_and_retries_failed(first_run, cohort, ball
 
 
 def test_killed_worker_fails_the_attempt_and_the_study_is_retried(cohort, ball_pipeline, tmp_path):
-    killed = []
+    from cohort_helpers import kill_worker_on_start
 
-    def kill_first(event):
-        if event.kind == "start" and not killed and event.study == "ct-lps":
-            pid = int(event.worker.rsplit(":", 1)[1])
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    kill_first, killed = kill_worker_on_start("ct-lps")
 
     result = run_cohort(
         cohort, tmp_path / "out", pipeline=ball_pipeline, device="cpu", on_event=kill_first

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -82,13 +81,9 @@ def test_ray_gives_the_same_outputs_as_the_local_engine(
 def test_killed_ray_worker_study_is_retried_and_completes(
     local_ray, cohort, ball_pipeline, tmp_path
 ):
-    killed = []
+    from cohort_helpers import kill_worker_on_start
 
-    def kill_first(event):
-        if event.kind == "start" and not killed and event.study == "ct-lps":
-            pid = int(event.worker.rsplit(":", 1)[1])
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    kill_first, killed = kill_worker_on_start("ct-lps")
 
     result = run_cohort(
         cohort,
