@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
     p.add_argument("--workers", type=int, default=d.workers, help="patch loader processes")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--init", default=None, help="start from these weights (a state dict .pt) instead of random"
+    )
     p.add_argument("--resume", action="store_true", help="continue MODELDIR's last checkpoint")
     p.add_argument(
         "--stop-after", type=int, default=None, help="end after N epochs; continue with --resume"
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         amp=False if args.no_amp else None,
         workers=args.workers,
         threads=args.threads,
+        init_weights=args.init,
     )
     result = train(
         args.dataset,

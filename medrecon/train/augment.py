@@ -25,6 +25,7 @@ from medrecon.pipeline.config import Pipeline
 
 __all__ = [
     "AugmentConfig",
+    "ModelSpace",
     "build_patch_chain",
     "left_right_pairs",
     "rand_flip_swap",
@@ -34,6 +35,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KEYS = ("image", "label")
+#: Keys resampled nearest-neighbour by the spatial transforms.
+_DISCRETE = ("label", "tissue")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,36 @@ class AugmentConfig:
     noise_prob: float = 0.2
     noise_std: float = 0.04
     blur_prob: float = 0.15
+    # Synthesis from the tissue map (medrecon.train.synth); 0 = real images only.
+    synth_prob: float = 0.0
+    #: Intensity clusters the unlabelled voxels are split into for synthesis.
+    synth_clusters: int = 4
+    synth_std_max: float = 0.08
+    #: Largest partial-volume blur (voxels) of a synthetic image.
+    synth_blur_max: float = 1.0
+    # Contrast phases of real CT patches (medrecon.train.phases); needs a ct_window pipeline.
+    phase_prob: float = 0.0
+    phases: tuple[str, ...] = ("non_contrast", "arterial", "portal_venous", "delayed")
+    # Limited fields of view (medrecon.train.acquisition.rand_field_of_view).
+    fov_prob: float = 0.0
+    fov_mm: tuple[float, float] = (10.0, 200.0)
+    inplane_crop_prob: float = 0.0
+    inplane_crop_min: float = 0.5
+    # Thick or gapped slices and coarse pixels (rand_slice_thickness).
+    thick_prob: float = 0.0
+    thick_spacing_mm: tuple[float, float] = (1.0, 7.0)
+    coarse_inplane_prob: float = 0.0
+    coarse_inplane_mm: tuple[float, float] = (1.0, 4.5)
+    # Smooth multiplicative bias field (rand_bias_field).
+    bias_prob: float = 0.0
+    bias_real_prob: float = 0.0
+    bias_std: float = 0.3
+    bias_points: int = 4
+
+    @property
+    def needs_tissue(self) -> bool:
+        """True when patches need the tissue map (synthesis or contrast phases)."""
+        return self.synth_prob > 0 or self.phase_prob > 0
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], where: str = "augment") -> AugmentConfig:
@@ -72,7 +105,27 @@ class AugmentConfig:
         if unknown := set(raw) - set(names):
             raise InputError(f"{where}: unknown augmentation keys {sorted(unknown)}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**values)
+        config = cls(**values)
+        config.check(where)
+        return config
+
+    def check(self, where: str = "augment") -> None:
+        """Raise on values no transform can use (probabilities, ranges, phase names)."""
+        from medrecon.train.phases import PHASES
+
+        for f in fields(self):
+            if f.name.endswith("_prob") and not 0.0 <= getattr(self, f.name) <= 1.0:
+                raise InputError(f"{where}: {f.name} must be in [0, 1]")
+        for name in ("fov_mm", "thick_spacing_mm", "coarse_inplane_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise InputError(f"{where}: {name} must be (low, high) with 0 < low <= high")
+        if bad := [p for p in self.phases if p not in PHASES]:
+            raise InputError(
+                f"{where}: unknown contrast phases {bad}; choose from {sorted(PHASES)}"
+            )
+        if not 0 < self.inplane_crop_min <= 1:
+            raise InputError(f"{where}: inplane_crop_min must be in (0, 1]")
 
 
 def left_right_pairs(pipeline: Pipeline) -> list[tuple[int, int]]:
@@ -106,8 +159,9 @@ def rand_flip_swap(axes, prob: float, pairs, left_right_axis: int = 0) -> Any:
             self.randomize()
             out = dict(data)
             for axis in self.flips:
-                for key in KEYS:
-                    out[key] = torch.flip(torch.as_tensor(out[key]), dims=[axis + 1])
+                for key in (*KEYS, "tissue"):
+                    if key in out:
+                        out[key] = torch.flip(torch.as_tensor(out[key]), dims=[axis + 1])
                 if axis == left_right_axis:
                     out["label"] = swap[out["label"].long()].to(out["label"].dtype)
             return out
@@ -172,7 +226,10 @@ def rand_spatial(config: AugmentConfig, patch: tuple[int, int, int]) -> Any:
                 grid = grid + disp[0].permute(1, 2, 3, 0)
             # grid_sample wants (x, y, z) = (last, middle, first axis), scaled to [-1, 1].
             grid = (2.0 * grid / (in_shape - 1).clamp(min=1) - 1.0).flip(-1)[None].contiguous()
-            for key, mode in (("image", "bilinear"), ("label", "nearest")):
+            for key in ("image", *_DISCRETE):
+                if key not in out:
+                    continue
+                mode = "nearest" if key in _DISCRETE else "bilinear"
                 vol = torch.as_tensor(out[key])
                 warped = F.grid_sample(
                     vol[None].float(), grid, mode=mode, padding_mode="border", align_corners=True
@@ -183,16 +240,59 @@ def rand_spatial(config: AugmentConfig, patch: tuple[int, int, int]) -> Any:
     return RandSpatiald()
 
 
+@dataclass(frozen=True)
+class ModelSpace:
+    """What the chain must know of the pipeline's model input: voxel size (mm), which
+    axis is axial, the CT window (HU) when intensities are windowed, the range the
+    intensity step clips to, and whether images are z-scored."""
+
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    axial_axis: int = 2
+    window: tuple[float, float] | None = None
+    clip: tuple[float, float] | None = None
+    zscore: bool = False
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> ModelSpace:
+        from medrecon.pipeline.config import CT_WINDOW, ZSCORE
+
+        pre = pipeline.preprocess
+        codes = pre.orientation.upper()
+        axial = next((i for i, c in enumerate(codes) if c in "SI"), 2)
+        inten = pre.intensity
+        return cls(
+            spacing=tuple(float(s) for s in (pre.spacing or (1.0, 1.0, 1.0))),
+            axial_axis=axial,
+            window=tuple(inten.window) if inten.mode == CT_WINDOW else None,
+            clip=(0.0, 1.0) if inten.mode != ZSCORE and inten.clip else None,
+            zscore=inten.mode == ZSCORE,
+        )
+
+
 def build_patch_chain(
-    config: AugmentConfig, patch: tuple[int, int, int], num_classes: int, pairs
+    config: AugmentConfig,
+    patch: tuple[int, int, int],
+    num_classes: int,
+    pairs,
+    space: ModelSpace | None = None,
 ) -> Any:
-    """The random part of the training chain: a cached case dict in, one patch out."""
+    """The random part of the training chain: a cached case dict in, one patch out.
+
+    Order: crop, geometry (affine, elastic, flips; image, label and tissue together),
+    then what makes the image (a contrast phase of the real CT, or a synthetic image
+    from the tissue map), then how it was acquired (field of view, slice thickness,
+    bias field), then the generic intensity changes, and last the pipeline's clip.
+    """
     from monai import transforms as mt
 
+    from medrecon.train import acquisition as acq
+
+    space = space or ModelSpace()
+    keys = ("image", "label", "tissue") if config.needs_tissue else KEYS
     big = tuple(p + 2 * config.margin for p in patch)
     chain: list[Any] = [
         mt.RandCropByLabelClassesd(
-            keys=KEYS,
+            keys=keys,
             label_key="label",
             spatial_size=big,
             num_classes=num_classes,
@@ -206,6 +306,45 @@ def build_patch_chain(
     if config.flip_axes:
         chain.append(
             rand_flip_swap(config.flip_axes, config.flip_prob, pairs, config.left_right_axis)
+        )
+    if config.phase_prob > 0:
+        if space.window is None:
+            logger.warning("phase_prob is set but the pipeline does not window CT: no phases")
+        else:
+            chain.append(acq.rand_contrast_phase(config.phase_prob, config.phases, space.window))
+    if config.synth_prob > 0:
+        chain.append(
+            acq.rand_synth(
+                config.synth_prob, config.synth_std_max, config.synth_blur_max, space.zscore
+            )
+        )
+    if config.fov_prob > 0 or config.inplane_crop_prob > 0:
+        chain.append(
+            acq.rand_field_of_view(
+                config.fov_prob,
+                config.fov_mm,
+                config.inplane_crop_prob,
+                config.inplane_crop_min,
+                space.spacing,
+                space.axial_axis,
+            )
+        )
+    if config.thick_prob > 0 or config.coarse_inplane_prob > 0:
+        chain.append(
+            acq.rand_slice_thickness(
+                config.thick_prob,
+                config.thick_spacing_mm,
+                config.coarse_inplane_prob,
+                config.coarse_inplane_mm,
+                space.spacing,
+                space.axial_axis,
+            )
+        )
+    if config.bias_prob > 0 or config.bias_real_prob > 0:
+        chain.append(
+            acq.rand_bias_field(
+                config.bias_prob, config.bias_real_prob, config.bias_std, config.bias_points
+            )
         )
     chain += [
         mt.RandAdjustContrastd(keys="image", prob=config.gamma_prob, gamma=config.gamma),
@@ -221,6 +360,8 @@ def build_patch_chain(
             sigma_y=(0.5, 1.0),
             sigma_z=(0.5, 1.0),
         ),
-        mt.EnsureTyped(keys=KEYS, track_meta=False),
     ]
+    if space.clip is not None:  # noise and phases must not leave the range inference sees
+        chain.append(acq.rand_clamp(*space.clip))
+    chain.append(mt.EnsureTyped(keys=KEYS, track_meta=False))
     return mt.Compose(chain, lazy=False)

@@ -20,7 +20,12 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.pipeline.config import Pipeline
-from medrecon.train.augment import AugmentConfig, build_patch_chain, left_right_pairs
+from medrecon.train.augment import (
+    AugmentConfig,
+    ModelSpace,
+    build_patch_chain,
+    left_right_pairs,
+)
 from medrecon.train.checkpoint import BEST, LAST, load_checkpoint, plain_state_dict, save_checkpoint
 from medrecon.train.ddp import DistContext, barrier, cleanup, mean_across_ranks, setup_distributed
 from medrecon.train.prepare import PreparedCase
@@ -54,6 +59,8 @@ class TrainConfig:
     workers: int = 0
     #: torch intra-op threads; None leaves torch's default.
     threads: int | None = None
+    #: Weights (a state dict, e.g. a shipped model) to start from instead of random.
+    init_weights: str | None = None
 
     @property
     def total_steps(self) -> int:
@@ -121,17 +128,31 @@ def _loader(train_cases: list[PreparedCase], pipeline: Pipeline, config, augment
 
     num_classes = pipeline.max_label + 1
     big = tuple(p + 2 * augment.margin for p in config.patch_size)
+    keys = ["image", "label", "tissue"] if augment.needs_tissue else ["image", "label"]
     cached = mt.Compose(
         [
             # Tensors, not arrays: MONAI's numpy paths resample several times slower.
-            mt.EnsureTyped(keys=["image", "label"], track_meta=False),
-            mt.SpatialPadd(keys=["image", "label"], spatial_size=big, mode="constant"),
+            mt.EnsureTyped(keys=keys, track_meta=False),
+            # Padding 0 is air in the tissue map too (its darkest class).
+            mt.SpatialPadd(keys=keys, spatial_size=big, mode="constant"),
             mt.ClassesToIndicesd(keys="label", num_classes=num_classes),
         ]
     )
-    data = [{"image": c.image, "label": c.label} for c in train_cases]
+    data = []
+    for c in train_cases:
+        item = {"image": c.image, "label": c.label}
+        if augment.needs_tissue:
+            item["tissue"] = c.tissue
+            item["phase_groups"] = c.phase_groups or {}
+        data.append(item)
     cache = CacheDataset(data, cached, progress=False, copy_cache=False)
-    chain = build_patch_chain(augment, config.patch_size, num_classes, left_right_pairs(pipeline))
+    chain = build_patch_chain(
+        augment,
+        config.patch_size,
+        num_classes,
+        left_right_pairs(pipeline),
+        ModelSpace.of(pipeline),
+    )
     return torch.utils.data.DataLoader(
         _Patches(cache, chain, config.seed),
         batch_sampler=_batches(start, config.total_steps, config.batch_size, ctx),
@@ -162,6 +183,21 @@ def _log_row(path: Path, row: dict[str, float]) -> None:
         writer.writerow(row)
 
 
+def _load_initial(net: Any, path: Path) -> None:
+    """Start from ``path``'s weights; a network of another shape is a clear error."""
+    from medrecon.pipeline.config import WeightsSpec
+    from medrecon.pipeline.model import read_state_dict
+
+    state = read_state_dict(WeightsSpec(path=path, sha256=None))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(
+            f"--init {path}: these weights do not fit the pipeline's network ({exc})"
+        ) from None
+    logger.info("network initialised from %s", path)
+
+
 class _Run:
     """One training run's mutable state (network, optimiser, counters)."""
 
@@ -172,7 +208,10 @@ class _Run:
 
         self.config, self.ctx, self.device, self.out_dir = config, ctx, device, out_dir
         torch.manual_seed(config.seed)
-        net = build_network(pipeline.network).to(device)
+        net = build_network(pipeline.network)
+        if config.init_weights:
+            _load_initial(net, Path(config.init_weights))
+        net = net.to(device)
         if ctx.initialized:
             net = torch.nn.parallel.DistributedDataParallel(net)
         self.net = net
@@ -318,7 +357,10 @@ def train(
             if not resume and (out_dir / LAST).exists():
                 raise InputError(f"{out_dir} holds a training run; pass --resume or a new folder")
             out_dir.mkdir(parents=True, exist_ok=True)
-        train_cases, val_cases = prepare_cohort(cohort, pipeline, config.seed)
+        clusters = augment.synth_clusters if augment.needs_tissue else 0
+        train_cases, val_cases = prepare_cohort(
+            cohort, pipeline, config.seed, tissue_clusters=clusters
+        )
         run = _Run(pipeline, config, ctx, device, out_dir)
         if resume:
             run.restore(load_checkpoint(out_dir / LAST))

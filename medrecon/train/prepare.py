@@ -41,6 +41,10 @@ class PreparedCase:
     val_mask: np.ndarray | None
     #: The full reference (X, Y, Z) in pipeline values, held-out voxels included.
     reference: np.ndarray
+    #: (1, X, Y, Z) uint8 tissue classes for synthesis (medrecon.train.synth), or None.
+    tissue: np.ndarray | None = None
+    #: Contrast-phase group -> tissue (source label) values (medrecon.train.phases).
+    phase_groups: dict[str, tuple[int, ...]] | None = None
 
     @property
     def train_voxels(self) -> int:
@@ -87,9 +91,18 @@ def _slab_mask(affine: np.ndarray, shape, native: Volume, spec: ValidationSpec) 
 
 
 def prepare_case(
-    case: Case, pipeline: Pipeline, lookup: dict[int, int], spec: ValidationSpec, *, whole: bool
+    case: Case,
+    pipeline: Pipeline,
+    lookup: dict[int, int],
+    spec: ValidationSpec,
+    *,
+    whole: bool,
+    tissue_clusters: int = 0,
+    source_labels: dict[int, str] | None = None,
 ) -> PreparedCase:
-    """Read, check and preprocess one case. ``whole``: the case is a validation case."""
+    """Read, check and preprocess one case. ``whole``: the case is a validation case.
+    ``tissue_clusters`` > 0 also builds the tissue map (every source label kept apart,
+    the unlabelled voxels in that many intensity clusters) for synthesis and phases."""
     from medrecon.io import load
     from medrecon.pipeline.preprocess import prepare_input
 
@@ -111,13 +124,27 @@ def prepare_case(
     else:
         mask = None
     train_label = target if (whole or mask is None) else np.where(mask, IGNORE, target)
+    image_array = model_in.tensor[0].numpy()
+    tissue = groups = None
+    if tissue_clusters > 0 and not whole:
+        from medrecon.train.phases import phase_groups
+        from medrecon.train.synth import tissue_map
+
+        source = label.array.astype(np.int64)
+        if source.max() > 255:
+            raise InputError(f"case {case.id}: synthesis needs source label values below 240")
+        source_grid = _nearest(source.astype(np.uint8), label.affine, model_in.affine, shape)
+        tissue = tissue_map(image_array[0], source_grid, tissue_clusters)[None]
+        groups = phase_groups(source_labels) if source_labels else {}
     return PreparedCase(
         id=case.id,
-        image=model_in.tensor[0].numpy(),
+        image=image_array,
         label=train_label.astype(np.uint8)[None],
         affine=model_in.affine,
         val_mask=mask,
         reference=target,
+        tissue=tissue,
+        phase_groups=groups,
     )
 
 
@@ -139,7 +166,7 @@ def split(cohort: Cohort, seed: int) -> tuple[list[Case], list[Case]]:
 
 
 def prepare_cohort(
-    cohort: Cohort, pipeline: Pipeline, seed: int
+    cohort: Cohort, pipeline: Pipeline, seed: int, *, tissue_clusters: int = 0
 ) -> tuple[list[PreparedCase], list[PreparedCase]]:
     """Every case read, checked and preprocessed before any training step.
 
@@ -149,7 +176,18 @@ def prepare_cohort(
     """
     lookup = label_lookup(cohort, pipeline)
     train_cases, val_cases = split(cohort, seed)
-    train = [prepare_case(c, pipeline, lookup, cohort.validation, whole=False) for c in train_cases]
+    train = [
+        prepare_case(
+            c,
+            pipeline,
+            lookup,
+            cohort.validation,
+            whole=False,
+            tissue_clusters=tissue_clusters,
+            source_labels=cohort.source_labels,
+        )
+        for c in train_cases
+    ]
     val = [prepare_case(c, pipeline, lookup, cohort.validation, whole=True) for c in val_cases]
     for case in train:
         if case.train_voxels == 0 or not (case.label[case.label != IGNORE] > 0).any():
