@@ -3,7 +3,10 @@
 The study is read, the series that fits the pipeline is chosen, segmented, and
 each output the pipeline lists is written into a temporary folder beside
 OUTDIR; the folder is renamed into place only when everything (``run.json``
-last) is written, so an interrupted run leaves a whole result or none.
+last) is written, so an interrupted run leaves a whole result or none. With
+``pipeline="auto"`` (the default) the series is chosen first, among those of any
+modality a shipped pipeline is made for, and its modality then picks the
+pipeline (:mod:`medrecon.pipeline.auto`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
 from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
+from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
 from medrecon.volume import Volume
 
@@ -55,6 +59,9 @@ class RunResult:
     stats: list[dict[str, Any]] = field(default_factory=list)
     run_json: Path | None = None
     outputs: list[str] = field(default_factory=list)
+    #: The pipeline that segmented the study, and why it was the one.
+    pipeline: str = ""
+    pipeline_choice: str = ""
 
 
 class _Clock:
@@ -100,15 +107,18 @@ def _readable(path: Path, kind: str) -> Iterator[Path]:
         yield folder
 
 
-def _load_series(path: Path, pipeline: Pipeline, series, where: str, warnings: list[str]):
-    """The volume to segment, chosen by :func:`medrecon.selection.choose_series`."""
+def _load_series(path: Path, modality, modalities, series, where: str, warnings: list[str]):
+    """The volume to segment, chosen by :func:`medrecon.selection.choose_series`
+    (``modality`` None and ``modalities`` given for the auto pipeline)."""
     from medrecon.io.api import read
     from medrecon.selection import choose_series, describe_series
 
     picked: list[str] = []
 
     def select(summaries):
-        choice = choose_series(summaries, modality=pipeline.modality, series=series, where=where)
+        choice = choose_series(
+            summaries, modality=modality, modalities=modalities, series=series, where=where
+        )
         s = summaries[choice.index]
         picked.append(f"series {describe_series(s)}: {choice.reason}")
         return [choice.index]
@@ -155,20 +165,48 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _segmenter_for(pipeline, segmenter, device: str):
+def _segmenter_for(pipeline, segmenter, segmenters, device: str):
     from medrecon.pipeline.segment import Segmenter
 
     if segmenter is not None:
         return segmenter
+    if segmenters is not None:
+        return segmenters.get(pipeline)
     return Segmenter(pipeline, device=device)
+
+
+def _given(pipeline, segmenter) -> str:
+    """How an explicit pipeline was given, for run.json."""
+    if segmenter is not None:
+        return "given: a loaded Segmenter"
+    if isinstance(pipeline, Pipeline):
+        return f"given: pipeline object {pipeline.name!r}"
+    return f"given: {os.fspath(pipeline)}"
+
+
+def _plan(pipe: Pipeline, kind: str, outputs, dicom_seg: bool, mrb: bool) -> OutputPlan:
+    plan = OutputPlan.from_pipeline(pipe, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
+    return plan.for_input(is_dicom=kind in ("dicom", "zip"))
+
+
+def _auto_candidates(outputs, dicom_seg: bool, mrb: bool) -> list[str]:
+    """The modalities auto can segment; the output options are checked against every
+    shipped pipeline first, so a bad option fails before the study is read."""
+    from medrecon.pipeline.registry import shipped_pipelines
+
+    shipped = shipped_pipelines()
+    for candidate in shipped:
+        OutputPlan.from_pipeline(candidate, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
+    return sorted({p.modality for p in shipped})
 
 
 def run_study(
     input_path: str | os.PathLike[str],
     outdir: str | os.PathLike[str],
     *,
-    pipeline: str | os.PathLike[str] | Pipeline = "abdomen-ct",
+    pipeline: str | os.PathLike[str] | Pipeline = "auto",
     segmenter=None,
+    segmenters=None,
     device: str = "auto",
     series: str | int | None = None,
     mesh_format: str = "stl",
@@ -181,9 +219,15 @@ def run_study(
 ) -> RunResult:
     """Segment one study and write every output into ``outdir``.
 
-    ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`) is
-    reused when given, so a cohort worker loads its model once; ``pipeline`` and
-    ``device`` are then ignored. ``outputs`` is a subset of
+    ``pipeline``: ``"auto"`` (default) picks the series among those of any modality
+    a shipped pipeline is made for, then the shipped pipeline for its modality
+    (inferred from the intensities for NIfTI/NRRD/MHA, with a warning); or a
+    shipped pipeline's name, a YAML path or a Pipeline, whose modality the series
+    must have. ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`)
+    is reused when given; ``pipeline`` and ``device`` are then ignored.
+    ``segmenters`` (a :class:`~medrecon.pipeline.segment.SegmenterCache`) supplies
+    the Segmenter of whichever pipeline is chosen, so a cohort worker loads each
+    model once; ``device`` is then the cache's. ``outputs`` is a subset of
     :data:`medrecon.pipeline.config.OUTPUTS` (default: the pipeline's list);
     ``dicom_seg=False`` drops the DICOM SEG. Raises a
     :class:`~medrecon.errors.MedreconError` subclass for bad input; nothing is
@@ -198,19 +242,36 @@ def run_study(
     clock = _Clock(progress)
     warnings: list[str] = []
     kind = input_kind(source)
-    with clock.stage("load_model"):
-        seg_engine = _segmenter_for(pipeline, segmenter, device)
-    pipe: Pipeline = seg_engine.pipeline
-    plan = OutputPlan.from_pipeline(pipe, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
-    plan = plan.for_input(is_dicom=kind in ("dicom", "zip"))
+    auto = segmenter is None and is_auto(pipeline)
+    modalities = None
+    if auto:
+        modalities = _auto_candidates(outputs, dicom_seg, mrb)
+    else:
+        # An explicit pipeline loads first: a bad one fails before the study is read.
+        with clock.stage("load_model"):
+            seg_engine = _segmenter_for(pipeline, segmenter, segmenters, device)
+        why = _given(pipeline, segmenter)
+        plan = _plan(seg_engine.pipeline, kind, outputs, dicom_seg, mrb)
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         with _readable(source, kind) as readable:
+            modality = None if auto else seg_engine.pipeline.modality
             with clock.stage("load"):
-                volume, chosen = _load_series(readable, pipe, series, str(source), warnings)
+                volume, chosen = _load_series(
+                    readable, modality, modalities, series, str(source), warnings
+                )
+            if auto:
+                auto_choice = choose_pipeline(volume, where=str(source))
+                warnings.extend(auto_choice.warnings)
+                why = auto_choice.reason
+                with clock.stage("load_model"):
+                    seg_engine = _segmenter_for(auto_choice.path, None, segmenters, device)
+                plan = _plan(seg_engine.pipeline, kind, outputs, dicom_seg, mrb)
+            pipe: Pipeline = seg_engine.pipeline
+            logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
             with clock.stage("segment"):
                 seg = seg_engine(volume)
             warnings.extend(seg.warnings)
@@ -232,6 +293,8 @@ def run_study(
             labels_found=written.labels_found,
             stats=written.stats,
             outputs=sorted(written.files),
+            pipeline=pipe.name,
+            pipeline_choice=why,
         )
         label = input_label if input_label is not None else str(source.resolve())
         record = _run_record(label, volume, chosen, pipe, result, written, started)
@@ -288,6 +351,7 @@ def _run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, wri
             "file": str(pipe.source) if pipe.source else None,
             "weights": str(weights.path) if weights else None,
             "weights_sha256": sha256_file(weights.path) if weights else None,
+            "choice": result.pipeline_choice,
         },
         "device": result.device,
         "versions": _versions(),

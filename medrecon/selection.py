@@ -4,16 +4,19 @@ A DICOM folder often holds several series (scouts, thin and thick
 reconstructions, contrast phases, other planes). ``medrecon run`` picks the one
 that fits the pipeline: the right modality, 3D, enough slices, axial first,
 then the most voxels (the finest reconstruction), then thinner slices. The
-choice and the runners-up are reported so the user can override it.
+choice and the runners-up are reported so the user can override it. With
+``--pipeline auto`` there is no pipeline yet: any modality some shipped pipeline
+is made for will do, and the chosen series' modality then picks the pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from medrecon.errors import NoImageError
+from medrecon.errors import InputError, NoImageError
 from medrecon.io.report import SeriesSummary
+from medrecon.pipeline.auto import UNTAGGED
 
 __all__ = ["MIN_SLICES", "SeriesChoice", "choose_series", "describe_series"]
 
@@ -44,9 +47,19 @@ def _matches(s: SeriesSummary, series: str) -> bool:
     )
 
 
-def _unsuitable(s: SeriesSummary, modality: str | None) -> str | None:
+_NO_PIPELINE = "no shipped pipeline for it"
+
+
+def _unsuitable(
+    s: SeriesSummary, modality: str | None, modalities: Collection[str] | None
+) -> str | None:
     if modality and s.modality.upper() != modality.upper():
         return f"modality {s.modality or 'unknown'}, pipeline wants {modality}"
+    # A series without a modality (or "OT") stays a candidate: its intensities decide later.
+    tag = s.modality.strip().upper()
+    wanted = {m.upper() for m in modalities or ()}
+    if not modality and modalities is not None and tag not in UNTAGGED and tag not in wanted:
+        return f"modality {s.modality}, {_NO_PIPELINE}"
     if len(s.shape) != 3:
         return f"{len(s.shape)}D (a repeated acquisition), pipeline wants one 3D volume"
     if s.shape[2] < MIN_SLICES:
@@ -60,12 +73,16 @@ def choose_series(
     modality: str | None,
     series: str | int | None = None,
     where: str = "study",
+    modalities: Collection[str] | None = None,
 ) -> SeriesChoice:
     """The volume to segment among ``summaries``.
 
     ``series`` (UID or number) forces the choice; several volumes of one series
-    (echoes, image types) are then narrowed by the same ranking. Raises
-    :class:`NoImageError` naming every candidate and why it was refused.
+    (echoes, image types) are then narrowed by the same ranking. ``modalities``
+    (with ``modality=None``, for ``--pipeline auto``): the modalities a series may
+    have, those of the shipped pipelines. Raises :class:`NoImageError` naming
+    every candidate and why it was refused, or :class:`InputError` when
+    ``modalities`` is given and every candidate has a modality outside it.
     """
     indices = list(range(len(summaries)))
     if series is not None:
@@ -73,11 +90,18 @@ def choose_series(
         if not indices:
             found = "; ".join(describe_series(s) for s in summaries)
             raise NoImageError(f"{where}: no series {series!r}; found: {found}")
-    refused = {i: _unsuitable(summaries[i], modality) for i in indices}
+    refused = {i: _unsuitable(summaries[i], modality, modalities) for i in indices}
     suitable = [i for i in indices if refused[i] is None]
     if not suitable:
         detail = "; ".join(f"{describe_series(summaries[i])}: {refused[i]}" for i in indices)
         found = sorted({summaries[i].modality or "unknown" for i in indices})
+        if modalities is not None and all(_NO_PIPELINE in (refused[i] or "") for i in indices):
+            # Not a broken study: medrecon ships nothing for it; the user can bring a pipeline.
+            raise InputError(
+                f"{where}: no shipped pipeline segments {'/'.join(found)} images ({detail}); "
+                f"the shipped pipelines are made for {', '.join(sorted(modalities)) or 'none'}. "
+                f"Pass --pipeline NAME_OR_YAML with a pipeline made for {'/'.join(found)} images."
+            )
         hint = (
             f"Use a pipeline made for {'/'.join(found)} images."
             if all("modality" in (refused[i] or "") for i in indices)

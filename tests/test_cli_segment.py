@@ -55,9 +55,10 @@ def test_segment_dicom_sample_lands_on_its_grid(tmp_path, ball_pipeline):
     np.testing.assert_allclose(img.affine, volume.affine, atol=1e-4)
 
 
-def test_segment_needs_a_pipeline_and_a_nifti_output(tmp_path, capsys):
+def test_segment_needs_an_input_and_a_nifti_output(tmp_path, capsys):
+    # Without --pipeline the pipeline is auto: the input is read first, to learn its modality.
     assert main(["segment", str(tmp_path), "-o", str(tmp_path / "l.nii.gz")]) == 2
-    assert "choose a pipeline" in capsys.readouterr().err
+    assert "no files found" in capsys.readouterr().err
     assert main(["segment", str(tmp_path), "-o", str(tmp_path / "l.txt"), "--pipeline", "x"]) == 2
     assert "must be a .nii or .nii.gz file" in capsys.readouterr().err
 
@@ -66,8 +67,12 @@ def test_pipelines_lists_the_shipped_ones(capsys):
     assert main(["pipelines"]) == 0
     text = capsys.readouterr().out
     assert "abdomen-ct" in text and "liver" in text
+    assert "abdomen-mr" in text and "modality MR" in text
     assert main(["pipelines", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     abdomen = next(r for r in rows if r["name"] == "abdomen-ct")
     assert abdomen["modality"] == "CT" and abdomen["spacing_mm"] == [3.0, 3.0, 3.0]
     assert abdomen["labels"]["5"] == "liver"
+    mr = next(r for r in rows if r["name"] == "abdomen-mr")
+    assert mr["modality"] == "MR" and mr["labels"] == abdomen["labels"]
+    assert mr["status"] == abdomen["status"]  # one weights file, one status

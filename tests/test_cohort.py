@@ -145,6 +145,7 @@ def test_cohort_csv_matches_each_study_and_its_label_map(first_run):
         assert float(row["ball_ml"]) == pytest.approx(stats[0]["volume_ml"], rel=1e-5)
         assert row["series_uid"] == (run["input"]["series_uid"] or "")
         assert row["device"] == "cpu" and float(row["seconds"]) > 0
+        assert row["pipeline"] == run["pipeline"]["name"] == "test-ball"
         assert float(row["time_segment_s"]) == pytest.approx(run["timings_s"]["segment"], abs=2e-3)
     assert rows["ct-dicom"]["input_kind"] == "dicom" and rows["ct-ras"]["input_kind"] == "nifti"
     # The LPS copy holds the same voxels as the RAS one: the same organ volume.
@@ -315,6 +316,46 @@ def test_cli_exit_code_2_when_the_cohort_cannot_run(cohort, tmp_path, capsys):
     code = main(["batch", str(cohort), "-o", str(tmp_path / "o"), "--pipeline", "no-such"])
     assert code == 2
     assert "no pipeline named 'no-such'" in capsys.readouterr().err
+
+
+def test_auto_worker_loads_each_pipeline_once(shared_data, tmp_path):
+    """One worker meeting CT, MR and CT again: one Segmenter per pipeline, built when
+    first needed and then reused; abdomen-ct and abdomen-mr share one network."""
+    from cohort_helpers import ct_block
+
+    from medrecon.cohort.studies import Study
+    from medrecon.cohort.worker import StudyWorker, WorkerSpec
+
+    array, affine = ct_block(shared_data)
+    ct = tmp_path / "in" / "ct.nii.gz"
+    ct.parent.mkdir()
+    nib.save(nib.Nifti1Image(array, affine), ct)
+    mr_img = nib.load(shared_data / "mr-abdomen" / "mr.nii.gz")
+    mr = tmp_path / "in" / "mr.nii.gz"
+    nib.save(mr_img.slicer[30:78, 25:65, :], mr)  # a smaller block: a quick network pass
+    spec = WorkerSpec(
+        pipeline="auto", outdir=tmp_path / "out", device="cpu", run_options={"outputs": ["labels"]}
+    )
+    worker = StudyWorker(spec)
+    assert len(worker.segmenters) == 0  # auto loads nothing until a study needs it
+    studies = [Study(id=i, path=p, source=str(p)) for i, p in (("a", ct), ("b", mr), ("c", ct))]
+    records = [worker.process(study) for study in studies]
+    assert [r.status for r in records] == ["complete"] * 3, [r.error for r in records]
+    assert [r.pipeline for r in records] == ["abdomen-ct", "abdomen-mr", "abdomen-ct"]
+    assert len(worker.segmenters) == 2 and worker.segmenters.n_networks == 1
+    assert records[2].timings["load_model"] < records[0].timings["load_model"]
+
+
+def test_auto_cohort_starts_without_loading_a_model(tmp_path):
+    """With auto nothing is loaded up front; cohort.csv still has every shipped
+    pipeline's label columns, and a study with no image fails as an input error."""
+    (tmp_path / "in" / "empty").mkdir(parents=True)
+    out = tmp_path / "out"
+    result = run_cohort(tmp_path / "in", out, workers=0, device="cpu")
+    (record,) = result.failed
+    assert "NoImageError" in record.error and not record.retryable
+    header = (out / "cohort.csv").read_text().splitlines()[0].split(",")
+    assert "pipeline" in header and "liver_ml" in header and "urinary_bladder_ml" in header
 
 
 def test_progress_line_counts_and_eta():

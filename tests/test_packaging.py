@@ -22,3 +22,29 @@ def test_pyproject_lists_every_package():
     on_disk.add("medrecon._pipelines")
     assert listed == on_disk
     assert config["package-dir"] == {"medrecon._pipelines": "pipelines"}
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
+def test_package_data_holds_every_shipped_pipeline_and_its_weights():
+    """Each shipped YAML and the weights file it names (shared ones included) match
+    medrecon._pipelines' package-data patterns, so a wheel carries them."""
+    import fnmatch
+
+    import tomllib
+    import yaml
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["medrecon._pipelines"]
+    folder = ROOT / "pipelines"
+    needed = set()
+    for path in sorted(folder.glob("*.y*ml")):
+        needed.add(path.name)
+        data = yaml.safe_load(path.read_text())
+        for weights in (data.get("weights"), (data.get("coarse") or {}).get("weights")):
+            if weights:
+                target = (folder / weights["path"]).resolve()
+                assert target.parent == folder.resolve(), f"{path.name}: weights outside pipelines/"
+                needed.add(target.name)
+    assert {"abdomen-ct.yaml", "abdomen-mr.yaml", "abdomen-ct.pt"} <= needed
+    for name in sorted(needed):
+        assert any(fnmatch.fnmatch(name, pat) for pat in patterns), f"{name} is not package data"

@@ -179,3 +179,41 @@ def test_parse_pipeline_from_mapping(tmp_path, weights):
     data["labels"] = {1: {"name": "ball", "color": [1, 2, 3]}}
     p = parse_pipeline(data)
     assert p.labels[0].category is None and p.source is None
+
+
+def test_shipped_pipelines_sharing_a_weights_file_pin_the_same_sha256():
+    """abdomen-ct and abdomen-mr run one weights file: when it is retrained, both
+    YAMLs must get the new SHA-256, or one of them stops loading."""
+    from medrecon.pipeline.registry import shipped_pipelines
+
+    by_file: dict = {}
+    for p in shipped_pipelines():  # weights not checked: this test is about the pins
+        specs = [p.weights, p.coarse.weights if p.coarse else None]
+        for spec in filter(None, specs):
+            by_file.setdefault(spec.path, []).append((p.name, spec.sha256))
+    for path, pins in by_file.items():
+        assert len({sha for _, sha in pins}) == 1, f"{path.name} pinned differently: {pins}"
+    ct = read_pipeline_file(shipped_pipeline_dir() / "abdomen-ct.yaml", check_weights=False)
+    mr = read_pipeline_file(shipped_pipeline_dir() / "abdomen-mr.yaml", check_weights=False)
+    assert mr.weights == ct.weights and ct.weights.path.name == "abdomen-ct.pt"
+    assert ct.weights.sha256 is not None
+
+
+def test_abdomen_mr_is_abdomen_ct_with_mr_normalisation():
+    """Everything but name, modality, description and intensity step is shared."""
+    from dataclasses import replace
+
+    ct = read_pipeline_file(shipped_pipeline_dir() / "abdomen-ct.yaml", check_weights=False)
+    mr = read_pipeline_file(shipped_pipeline_dir() / "abdomen-mr.yaml", check_weights=False)
+    assert (mr.name, mr.modality) == ("abdomen-mr", "MR")
+    assert "contrast-agnostic" in mr.description and "MR intensity normalisation" in mr.description
+    assert mr.preprocess.intensity == IntensitySpec(mode="percentile", lower=0.5, upper=99.5)
+    as_ct = replace(
+        mr,
+        name=ct.name,
+        modality=ct.modality,
+        description=ct.description,
+        preprocess=replace(mr.preprocess, intensity=ct.preprocess.intensity),
+        source=ct.source,
+    )
+    assert as_ct == ct

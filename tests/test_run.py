@@ -94,9 +94,11 @@ def test_every_output_is_written_and_listed(full_run):
         assert record["timings_s"][stage] >= 0
 
 
-def test_the_ball_series_is_chosen_and_recorded(full_run, study):
+def test_the_ball_series_is_chosen_and_recorded(full_run, study, ball_pipeline):
     result, out, _ = full_run
     record = json.loads((out / "run.json").read_text())
+    assert result.pipeline == "test-ball"
+    assert record["pipeline"]["choice"] == f"given: {ball_pipeline}"
     assert result.series_number == 2
     assert record["input"]["series_number"] == 2
     assert "the only suitable series of 2" in record["input"]["series_choice"]

@@ -58,6 +58,9 @@ def test_readme_command_on_the_sample_study(shipped, tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete"
     assert record["pipeline"]["weights_sha256"] == shipped.weights.sha256
+    # No --pipeline: auto read CT from the DICOM header and took abdomen-ct.
+    assert record["pipeline"]["name"] == "abdomen-ct"
+    assert record["pipeline"]["choice"].startswith("auto: modality CT from the input's header")
     assert set(record["labels_found"]) == {label.name for label in shipped.labels}
     for rel in record["outputs"]:
         assert (out / rel).is_file()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medrecon.errors import NoImageError
+from medrecon.errors import InputError, NoImageError
 from medrecon.io.report import SeriesSummary
 from medrecon.selection import choose_series
 
@@ -73,3 +73,33 @@ def test_unknown_series_lists_what_was_found():
 
 def test_modality_none_accepts_any():
     assert choose_series([_series(1, modality="MR")], modality=None).index == 0
+
+
+def test_auto_ranks_ct_and_mr_alike_and_refuses_modalities_without_a_pipeline():
+    shipped = ("CT", "MR")
+    study = [
+        _series(1, modality="PT", shape=(512, 512, 900)),  # no pipeline: never chosen
+        _series(2, modality="CT", shape=(512, 512, 100)),
+        _series(3, modality="MR", shape=(512, 512, 200)),
+    ]
+    choice = choose_series(study, modality=None, modalities=shipped)
+    assert choice.index == 2 and "largest axial MR series of 2 suitable" in choice.reason
+    assert choose_series(study[:2], modality=None, modalities=shipped).index == 1
+    # A series with no modality (or DICOM's "OT") stays a candidate: intensities decide.
+    assert choose_series([_series(4, modality="OT")], modality=None, modalities=shipped).index == 0
+    # An explicit pipeline keeps filtering on its own modality, whatever is shipped.
+    assert choose_series(study, modality="CT").index == 1
+
+
+def test_auto_study_with_no_shipped_modality_is_an_input_error():
+    study = [_series(1, modality="PT"), _series(2, modality="US")]
+    with pytest.raises(InputError) as err:
+        choose_series(study, modality=None, modalities=("CT", "MR"), where="/data/pet1")
+    text = str(err.value)
+    assert "/data/pet1" in text and "PT/US images" in text
+    assert "modality PT, no shipped pipeline for it" in text
+    assert "made for CT, MR" in text and "--pipeline" in text
+    # A PT series beside a CT scout is a study without a usable series, as before.
+    study = [_series(1, modality="PT"), _series(2, shape=(512, 512, 2))]
+    with pytest.raises(NoImageError, match="only 2 slice"):
+        choose_series(study, modality=None, modalities=("CT", "MR"))

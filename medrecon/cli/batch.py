@@ -26,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", required=True, help="output folder: one sub-folder per study")
     p.add_argument(
-        "--pipeline", default="abdomen-ct", help="pipeline name or YAML (default: %(default)s)"
+        "--pipeline",
+        default="auto",
+        help="pipeline name or YAML; auto (default): per study, the shipped pipeline made for "
+        "its modality",
     )
     p.add_argument(
         "--engine", default="local", choices=("local", "ray"), help="where studies run (local)"

@@ -42,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
     p.add_argument(
         "--pipeline",
-        default="abdomen-ct",
-        help="shipped pipeline name or YAML file (default: %(default)s)",
+        default="auto",
+        help="shipped pipeline name or YAML file; auto (default): the shipped pipeline made "
+        "for the chosen series' modality (for NIfTI/NRRD/MHA, inferred from intensities)",
     )
     p.add_argument(
         "--series", default=None, help="series number or UID (default: the one the pipeline fits)"
@@ -82,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     total = sum(v for k, v in result.timings.items() if "." not in k)
     print(f"{result.outdir}: {len(result.outputs) + 1} files; labels found: {found}")
     print(
-        f"series {result.series_number} ({result.series_uid}); device {result.device}; "
-        f"{total:.1f} s"
+        f"series {result.series_number} ({result.series_uid}); pipeline {result.pipeline}; "
+        f"device {result.device}; {total:.1f} s"
     )
     for warning in result.warnings:
         print(f"warning: {warning}")

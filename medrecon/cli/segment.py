@@ -2,6 +2,8 @@
 
 Writes the label map (NIfTI, sform = qform, code 1) and a Slicer colour
 table beside it. ``medrecon run`` builds the full set of outputs on top of this.
+Without ``--pipeline`` or ``--bundle`` the pipeline is ``auto``: the shipped one
+made for the volume's modality.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medrecon.errors import InputError, OutputExistsError
+from medrecon.pipeline.auto import AUTO, choose_pipeline, is_auto
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -25,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="label map to write (.nii.gz)")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--pipeline", default=None, help="shipped pipeline name or YAML file (see `pipelines`)"
+        "--pipeline",
+        default=AUTO,
+        help="shipped pipeline name or YAML file (see `pipelines`); auto (default): the "
+        "shipped pipeline made for the volume's modality (inferred from intensities for "
+        "NIfTI/NRRD/MHA)",
     )
     src.add_argument("--bundle", default=None, help="a MONAI bundle folder you downloaded")
     p.add_argument(
@@ -54,8 +61,8 @@ def _choose_pipeline(args: argparse.Namespace):
         from medrecon.pipeline.bundle import load_bundle
 
         return load_bundle(args.bundle, trust=args.trust_bundle)
-    if args.pipeline is None:
-        raise InputError("choose a pipeline: --pipeline NAME_OR_YAML or --bundle DIR")
+    if is_auto(args.pipeline):
+        return AUTO  # chosen once the volume, and so its modality, is known
     return load_pipeline(args.pipeline)
 
 
@@ -75,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace")
     pipeline = _choose_pipeline(args)
     volume = load(args.input, series=args.series)
+    notes: list[str] = []
+    if is_auto(pipeline):
+        choice = choose_pipeline(volume, where=str(args.input))
+        print(f"pipeline {choice.name} ({choice.reason})")
+        pipeline, notes = choice.path, list(choice.warnings)
     segmenter = Segmenter(pipeline, device=args.device, amp=False if args.no_amp else None)
     seg = segmenter(volume, probabilities=bool(args.probabilities))
+    seg.warnings[:0] = notes
     output.parent.mkdir(parents=True, exist_ok=True)
     write_nifti(seg.labels, output)
     write_ctbl(table, seg.label_table)

@@ -1,8 +1,8 @@
 """Cohort processing: many studies through ``medrecon run``, resumable and fault-isolated.
 
 ``run_cohort(INPUT, OUTDIR, ...)`` (the ``medrecon batch`` command) runs each
-study into ``OUTDIR/<study>/`` on the local engine (worker processes holding a
-model each) or on Ray, and writes ``OUTDIR/cohort.csv`` and ``OUTDIR/cohort.log``.
+study into ``OUTDIR/<study>/`` on the local engine (worker processes holding
+their models) or on Ray, and writes ``OUTDIR/cohort.csv`` and ``OUTDIR/cohort.log``.
 """
 
 from medrecon.cohort.progress import CohortEvent, ProgressBar

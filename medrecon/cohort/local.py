@@ -1,4 +1,4 @@
-"""The local engine: worker processes on this machine, each holding one model.
+"""The local engine: worker processes on this machine, each holding its models.
 
 Workers are started with the ``spawn`` method (safe with torch and CUDA) and
 fed one study at a time over a pipe. The driver watches each worker's pipe and

@@ -1,4 +1,4 @@
-"""The Ray engine: one actor per worker, each holding a loaded model.
+"""The Ray engine: one actor per worker, each holding its loaded models.
 
 Actors ask Ray for ``num_cpus`` CPUs and a fraction of a GPU
 (``gpus_per_study``): with 0.5, two actors share a GPU, so one study's CPU

@@ -36,7 +36,8 @@ from medrecon.cohort.state import (
 from medrecon.cohort.studies import Study, discover_studies
 from medrecon.cohort.table import COHORT_CSV, write_cohort_csv
 from medrecon.cohort.worker import WorkerSpec
-from medrecon.errors import InputError
+from medrecon.errors import InputError, PipelineError
+from medrecon.pipeline.auto import is_auto
 
 __all__ = ["COHORT_LOG", "ENGINES", "CohortResult", "run_cohort"]
 
@@ -75,10 +76,34 @@ class CohortResult:
 
 
 def _pipeline_ref(pipeline):
-    """A pipeline name, an absolute YAML path (workers may start elsewhere) or the object."""
+    """``auto``, a pipeline name, an absolute YAML path (workers may start elsewhere)
+    or the object."""
+    if is_auto(pipeline):
+        return pipeline
     if isinstance(pipeline, str | os.PathLike) and Path(pipeline).exists():
         return str(Path(pipeline).resolve())
     return pipeline
+
+
+def _cohort_labels(pipeline) -> list[str]:
+    """cohort.csv's volume columns: the pipeline's labels, or for ``auto`` those of
+    every shipped pipeline it may choose (once each, in order). An explicit
+    pipeline is loaded here so that a bad one fails before any worker starts."""
+    from medrecon.pipeline.registry import load_pipeline, shipped_pipelines
+
+    if not is_auto(pipeline):
+        return [label.name for label in load_pipeline(pipeline).labels]
+    shipped = shipped_pipelines()
+    if not shipped:
+        raise PipelineError(
+            "no shipped pipelines are installed, so auto has none to choose from; "
+            "pass --pipeline path/to/pipeline.yaml"
+        )
+    names: dict[str, None] = {}
+    for candidate in shipped:
+        for label in candidate.labels:
+            names.setdefault(label.name, None)
+    return list(names)
 
 
 def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study, timeout, n_todo):
@@ -140,7 +165,7 @@ def run_cohort(
     input_path: str | os.PathLike[str] | Sequence[Study],
     outdir: str | os.PathLike[str],
     *,
-    pipeline: Any = "abdomen-ct",
+    pipeline: Any = "auto",
     engine: str = "local",
     workers: int | None = None,
     address: str | None = None,
@@ -163,6 +188,9 @@ def run_cohort(
 
     ``input_path``: a folder of study folders, a DICOM folder (split by
     StudyInstanceUID), a CSV/JSON manifest, or a list of :class:`Study`.
+    ``pipeline``: ``auto`` (default; each study gets the shipped pipeline for its
+    modality, see :func:`medrecon.run.run_study`), a shipped name, a YAML path or a
+    Pipeline. Each worker loads each pipeline's model once.
     ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
     or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
     default: fill the cluster; ``gpus_per_study`` GPU share per actor).
@@ -172,8 +200,6 @@ def run_cohort(
     after which a study's worker is killed and the attempt failed. ``progress`` draws a bar on
     stderr; ``log_file`` writes ``outdir/cohort.log``; ``on_event`` hears every step.
     """
-    from medrecon.pipeline.registry import load_pipeline
-
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if retries < 0:
@@ -188,7 +214,7 @@ def run_cohort(
         studies = discover_studies(Path(input_path).resolve(), layout=layout)
     else:
         studies = list(input_path)
-    labels = [label.name for label in load_pipeline(pipeline).labels]  # fails fast if bad
+    labels = _cohort_labels(pipeline)
     out.mkdir(parents=True, exist_ok=True)
     spec = WorkerSpec(
         pipeline=_pipeline_ref(pipeline),

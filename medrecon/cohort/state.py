@@ -64,6 +64,8 @@ class StudyRecord:
     input_kind: str = ""
     series_uid: str = ""
     series_number: int | None = None
+    #: The pipeline that segmented it (with ``auto``, one per modality).
+    pipeline: str = ""
     device: str = ""
     worker: str = ""
     seconds: float | None = None
@@ -137,6 +139,7 @@ def record_from_outdir(study, study_dir: Path) -> StudyRecord:
         input_kind="dicom" if study.files else str(source.get("kind", "")),
         series_uid=str(source.get("series_uid") or ""),
         series_number=source.get("series_number"),
+        pipeline=str(run.get("pipeline", {}).get("name") or ""),
         device=str(run.get("device", "")),
         seconds=None,
         timings={k: float(v) for k, v in timings.items()},

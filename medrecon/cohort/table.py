@@ -3,7 +3,7 @@
 Columns, in order: ``study``, the manifest's own extra columns, ``status``
 (complete / failed / pending), ``attempts``, ``resumed`` (finished by an
 earlier run), ``input``, ``input_kind``, ``series_uid``, ``series_number``,
-``device``, ``worker``, ``seconds`` (wall time of the last attempt),
+``pipeline``, ``device``, ``worker``, ``seconds`` (wall time of the last attempt),
 ``time_<stage>_s`` per stage of ``run_study``, ``<label>_ml`` per label of the
 pipeline (0 when a complete study has none of it; empty when it failed or its
 outputs had no stats), then
@@ -35,6 +35,7 @@ _FIXED = (
     "input_kind",
     "series_uid",
     "series_number",
+    "pipeline",
     "device",
     "worker",
     "seconds",
@@ -87,6 +88,7 @@ def cohort_rows(
             input_kind=r.input_kind,
             series_uid=r.series_uid,
             series_number="" if r.series_number is None else str(r.series_number),
+            pipeline=r.pipeline,
             device=r.device,
             worker=r.worker,
             seconds=_number(r.seconds),

@@ -1,8 +1,11 @@
-"""The work one cohort worker does: hold a loaded model, run studies with it.
+"""The work one cohort worker does: hold loaded models, run studies with them.
 
 Both engines use :class:`StudyWorker`: the local engine in each worker process,
-Ray in each actor. The model is loaded once, in the constructor; each study is
-one ``run_study`` call reusing it. Errors never escape :meth:`StudyWorker.process`:
+Ray in each actor. The worker keeps a :class:`~medrecon.pipeline.segment.SegmenterCache`,
+so each pipeline's model is loaded once, however many studies use it: an explicit
+pipeline in the constructor (a bad one stops the cohort at start-up), the
+pipelines ``auto`` picks (one per modality) when a study first needs them. Each
+study is one ``run_study`` call. Errors never escape :meth:`StudyWorker.process`:
 they come back as a failed :class:`StudyRecord` with the traceback, so an
 exception that cannot be pickled cannot take the engine down.
 """
@@ -36,9 +39,10 @@ _NOT_RETRYABLE = (InputError, DicomError)
 class WorkerSpec:
     """Everything a worker needs, picklable (it travels to processes and Ray actors).
 
-    ``pipeline`` is a shipped pipeline's name or a YAML path readable on every
-    worker node; ``run_options`` are ``run_study`` keyword arguments shared by all
-    studies (a manifest's per-study options override them).
+    ``pipeline`` is ``auto`` (by each study's modality), a shipped pipeline's name or
+    a YAML path readable on every worker node; ``run_options`` are ``run_study``
+    keyword arguments shared by all studies (a manifest's per-study options
+    override them).
     """
 
     pipeline: Any
@@ -66,21 +70,27 @@ def _link_files(study: Study, folder: Path) -> Path:
 
 
 class StudyWorker:
-    """One worker: a :class:`~medrecon.pipeline.segment.Segmenter` and the run options."""
+    """One worker: its Segmenters (one per pipeline, loaded once) and the run options."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        from medrecon.pipeline.segment import Segmenter
+        from medrecon.pipeline.auto import is_auto
+        from medrecon.pipeline.segment import SegmenterCache
 
         if spec.threads:
             import torch
 
             torch.set_num_threads(spec.threads)
         self.spec = spec
+        self.segmenters = SegmenterCache(device=spec.device)
         t0 = time.perf_counter()
-        self.segmenter = Segmenter(spec.pipeline, device=spec.device)
+        if not is_auto(spec.pipeline):
+            self.segmenters.get(spec.pipeline)
         self.load_seconds = time.perf_counter() - t0
         self.name = worker_name()
-        logger.info("worker %s: model loaded in %.2f s", self.name, self.load_seconds)
+        if len(self.segmenters):
+            logger.info("worker %s: model loaded in %.2f s", self.name, self.load_seconds)
+        else:
+            logger.info("worker %s: ready; models load when a study first needs them", self.name)
 
     def process(self, study: Study, attempt: int = 1) -> StudyRecord:
         """Run one study into ``OUTDIR/<study.id>``; never raises."""
@@ -121,7 +131,8 @@ class StudyWorker:
         result = run_study(
             source,
             study_dir,
-            segmenter=self.segmenter,
+            pipeline=self.spec.pipeline,
+            segmenters=self.segmenters,
             overwrite=study_dir.exists(),  # only unfinished (or --force) studies get here
             input_label=str(Path(study.path).resolve()),  # not a split study's links folder
             **options,
@@ -133,6 +144,7 @@ class StudyWorker:
             input_kind="dicom" if study.files else result.input_kind,
             series_uid=result.series_uid or "",
             series_number=result.series_number,
+            pipeline=result.pipeline,
             device=result.device,
             timings={k: round(v, 3) for k, v in result.timings.items()},
             volumes_ml={

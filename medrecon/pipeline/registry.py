@@ -11,7 +11,15 @@ from medrecon.errors import PipelineError
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.parse import read_pipeline_file, verify_weights
 
-__all__ = ["PipelineInfo", "list_pipelines", "load_pipeline", "shipped_pipeline_dir"]
+__all__ = [
+    "PipelineInfo",
+    "list_pipelines",
+    "load_pipeline",
+    "pipelines_for_modality",
+    "shipped_modalities",
+    "shipped_pipeline_dir",
+    "shipped_pipelines",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,31 @@ def list_pipelines() -> list[PipelineInfo]:
     return infos
 
 
+def shipped_pipelines() -> list[Pipeline]:
+    """The shipped pipelines that parse, weights unchecked (loading checks them); a
+    broken file is left out with a warning, so it cannot hide the others."""
+    found = []
+    for path in sorted(shipped_pipeline_dir().iterdir()):
+        if path.suffix not in _SUFFIXES:
+            continue
+        try:
+            found.append(read_pipeline_file(path, check_weights=False))
+        except PipelineError as exc:
+            logger.warning("shipped pipeline %s left out: %s", path.name, exc)
+    return found
+
+
+def pipelines_for_modality(modality: str) -> list[Pipeline]:
+    """The shipped pipelines made for ``modality`` (``CT``, ``MR``...), by name."""
+    wanted = modality.upper()
+    return sorted((p for p in shipped_pipelines() if p.modality == wanted), key=lambda p: p.name)
+
+
+def shipped_modalities() -> list[str]:
+    """The modalities some shipped pipeline is made for, sorted."""
+    return sorted({p.modality for p in shipped_pipelines()})
+
+
 def load_pipeline(name_or_path: str | Path | Pipeline, *, check_weights: bool = True) -> Pipeline:
     """A Pipeline from a shipped pipeline's name or a path to a YAML file.
 
@@ -67,6 +100,13 @@ def load_pipeline(name_or_path: str | Path | Pipeline, *, check_weights: bool = 
     path = Path(text)
     if path.suffix in _SUFFIXES or path.exists() or "/" in text or "\\" in text:
         return read_pipeline_file(path, check_weights=check_weights)
+    if text == "auto":
+        # Not a pipeline: run_study, run_cohort and the CLI resolve it per study.
+        raise PipelineError(
+            "'auto' chooses a shipped pipeline per study by its modality (medrecon run, "
+            "batch and segment; run_study, run_cohort, segment); here a pipeline is "
+            "needed: give its name or YAML path"
+        )
     for suffix in _SUFFIXES:
         candidate = shipped_pipeline_dir() / f"{text}{suffix}"
         if candidate.is_file():

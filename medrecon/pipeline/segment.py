@@ -1,21 +1,24 @@
 """``segment(volume, pipeline) -> Segmentation``: the engine's front door.
 
 A :class:`Segmenter` loads the network(s) once and segments any number of
-volumes (a cohort worker keeps one). Each call: optional coarse pass to find
-the organs' box, preprocessing, sliding-window inference, resampling to the
-native grid, refinement.
+volumes; a :class:`SegmenterCache` keeps one per pipeline (a cohort worker
+meeting CT and MR studies). Each call: optional coarse pass to find the organs'
+box, preprocessing, sliding-window inference, resampling to the native grid,
+refinement.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from medrecon.pipeline.config import Label, Pipeline
+from medrecon.pipeline.config import Label, NetworkSpec, Pipeline, WeightsSpec
 from medrecon.pipeline.device import DeviceChoice, resolve_device
 from medrecon.pipeline.infer import predict_probabilities
 from medrecon.pipeline.model import load_model
@@ -24,7 +27,10 @@ from medrecon.pipeline.preprocess import prepare_input
 from medrecon.pipeline.registry import load_pipeline
 from medrecon.volume import Volume
 
-__all__ = ["Segmentation", "Segmenter", "segment"]
+__all__ = ["Segmentation", "Segmenter", "SegmenterCache", "segment"]
+
+#: Builds a pipeline's network with its weights (:func:`~medrecon.pipeline.model.load_model`).
+ModelLoader = Callable[[NetworkSpec, WeightsSpec | None], Any]
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +74,26 @@ class Segmenter:
         ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     amp:
         Mixed precision; None means on for CUDA (bfloat16 where supported).
+    model_loader:
+        Builds each network with its weights (default :func:`load_model`);
+        :class:`SegmenterCache` passes one that shares networks between pipelines.
     """
 
-    def __init__(self, pipeline: Pipeline | str | Path, *, device: str = "auto", amp=None):
+    def __init__(
+        self,
+        pipeline: Pipeline | str | Path,
+        *,
+        device: str = "auto",
+        amp=None,
+        model_loader: ModelLoader | None = None,
+    ):
+        load = model_loader or load_model
         self.pipeline = load_pipeline(pipeline)
         self.choice: DeviceChoice = resolve_device(device, amp=amp)
-        self.net = load_model(self.pipeline.network, self.pipeline.weights)
+        self.net = load(self.pipeline.network, self.pipeline.weights)
         coarse = self.pipeline.coarse
         self.coarse_net = (
-            load_model(coarse.network, coarse.weights)
+            load(coarse.network, coarse.weights)
             if coarse is not None and coarse.network is not None
             else None
         )
@@ -197,6 +214,60 @@ class Segmenter:
         )
 
 
+class SegmenterCache:
+    """One :class:`Segmenter` per pipeline, each built on first use and then reused.
+
+    A cohort worker holds one, so every pipeline's network is loaded once however
+    many studies need it. Pipelines with the same network and weights file (the
+    shipped abdomen-ct and abdomen-mr) share one loaded network: the Segmenters
+    differ only in preprocessing, and a worker runs one study at a time.
+    """
+
+    def __init__(self, *, device: str = "auto", amp: bool | None = None) -> None:
+        self.device = device
+        self.amp = amp
+        self._segmenters: list[Segmenter] = []
+        self._by_ref: dict[str, Segmenter] = {}
+        self._nets: dict[tuple, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._segmenters)
+
+    @property
+    def segmenters(self) -> list[Segmenter]:
+        """The Segmenters built so far, in the order they were first asked for."""
+        return list(self._segmenters)
+
+    @property
+    def n_networks(self) -> int:
+        """How many distinct networks were loaded (shared ones count once)."""
+        return len(self._nets)
+
+    def get(self, pipeline: Pipeline | str | Path) -> Segmenter:
+        """The Segmenter for ``pipeline`` (a Pipeline, shipped name or YAML path)."""
+        # A name or path is remembered as given: no re-parsing and re-hashing per study.
+        ref = None if isinstance(pipeline, Pipeline) else str(pipeline)
+        if ref is not None and ref in self._by_ref:
+            return self._by_ref[ref]
+        pipe = load_pipeline(pipeline)
+        found = next((s for s in self._segmenters if s.pipeline == pipe), None)
+        if found is None:
+            found = Segmenter(pipe, device=self.device, amp=self.amp, model_loader=self._load)
+            self._segmenters.append(found)
+            logger.info("pipeline %s ready (%d loaded)", pipe.name, len(self._segmenters))
+        if ref is not None:
+            self._by_ref[ref] = found
+        return found
+
+    def _load(self, spec: NetworkSpec, weights: WeightsSpec | None):
+        if spec.factory is not None or weights is None:
+            return load_model(spec, weights)  # code-built networks are not comparable
+        key = (spec.name, repr(sorted(spec.args.items())), str(weights.path), weights.sha256)
+        if key not in self._nets:
+            self._nets[key] = load_model(spec, weights)
+        return self._nets[key]
+
+
 def segment(
     volume: Volume,
     pipeline: Pipeline | str | Path,
@@ -207,7 +278,17 @@ def segment(
 ) -> Segmentation:
     """Segment ``volume`` with ``pipeline``; labels come back on the volume's native grid.
 
-    For many volumes, build one :class:`Segmenter` and call it, so the network
-    is loaded once.
+    ``pipeline="auto"`` takes the shipped pipeline made for the volume's modality
+    (:func:`medrecon.pipeline.auto.choose_pipeline`); a warning joins the result's
+    when that modality had to be inferred. For many volumes, build one
+    :class:`Segmenter` and call it, so the network is loaded once.
     """
-    return Segmenter(pipeline, device=device, amp=amp)(volume, probabilities=probabilities)
+    from medrecon.pipeline.auto import choose_pipeline, is_auto
+
+    notes: list[str] = []
+    if is_auto(pipeline):
+        choice = choose_pipeline(volume)
+        pipeline, notes = choice.path, list(choice.warnings)
+    seg = Segmenter(pipeline, device=device, amp=amp)(volume, probabilities=probabilities)
+    seg.warnings[:0] = notes
+    return seg
