@@ -2,7 +2,8 @@
 
 Input: the real CT ``../shared/data/ct-abdomen/ct.nii.gz`` (122x101x112 @ 3 mm) resampled
 linearly onto 512x512x300 over the same field of view (int16 HU), made once. Network: the
-abdomen-ct DynUNet with seeded random weights in a temp file both sides load (not timed).
+abdomen-ct pipeline's network with its shipped weights (``--random-weights``: seeded random
+ones), copied to a temp file both sides load (not timed).
 Both sides start from the same ``medrecon.Volume`` and end with uint8 labels on its grid:
 
   medrecon         Segmenter(abdomen-ct without its refine steps)(volume)   like for like
@@ -68,16 +69,21 @@ def make_volume(shape: tuple[int, int, int]):
     return Volume(np.rint(arr).astype(np.int16), src.affine @ step, meta)
 
 
-def make_pipeline(weights: Path, save: bool):
-    """abdomen-ct with its weights replaced by ``weights`` (random, seeded; written if ``save``)."""
+def make_pipeline(weights: Path, save: bool, random: bool = False):
+    """abdomen-ct with its weights read from ``weights``, which ``save`` writes first: a
+    copy of the shipped weights, or seeded random ones (``random``)."""
+    import shutil
+
     from medrecon.pipeline.config import WeightsSpec
     from medrecon.pipeline.model import build_network
     from medrecon.pipeline.registry import load_pipeline
 
-    pipeline = load_pipeline("abdomen-ct", check_weights=False)
-    if save:
+    pipeline = load_pipeline("abdomen-ct", check_weights=not random)
+    if save and random:
         torch.manual_seed(SEED)
         torch.save(build_network(pipeline.network).state_dict(), weights)
+    elif save:
+        shutil.copyfile(pipeline.weights.path, weights)
     return replace(pipeline, weights=WeightsSpec(path=weights, sha256=None))
 
 
@@ -369,6 +375,12 @@ def parse_args(argv):
     p.add_argument("--peak-tflops", type=float, help="peak for the FLOP bound (989 bf16, 67 fp32)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the figures as JSON")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="seeded random weights instead of the shipped ones (time does not depend on "
+        "them, but refinement does: random labels are its worst case)",
+    )
     p.add_argument("--only", help=argparse.SUPPRESS)  # child: one call, print its peak RSS
     p.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -399,7 +411,8 @@ def main(argv=None) -> int:
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
         workdir = Path(tmp)
-        pipeline = make_pipeline(workdir / "weights.pt", save=True)
+        pipeline = make_pipeline(workdir / "weights.pt", save=True, random=args.random_weights)
+        out["weights"] = "random (seeded)" if args.random_weights else "shipped"
         spec = pipeline.inference
         model_shape = prepare_input(volume, pipeline.preprocess).spatial_shape
         grid = window_grid(model_shape, spec.roi_size, spec.overlap)
