@@ -52,6 +52,16 @@ def test_sampled_mixture_keeps_air_dark_and_is_seeded():
     assert means[1:].max() - means[1:].min() > 0.8
 
 
+def test_air_is_sometimes_drawn_like_any_other_class():
+    dark = [sample_mixture(5, np.random.RandomState(s), dark_prob=0.5)[0][0] for s in range(200)]
+    share_dark = np.mean(np.array(dark) <= 0.1)
+    # Dark half the time, plus the 10% of uniform draws that land below 0.1 anyway.
+    assert 0.45 < share_dark < 0.7
+    assert max(dark) > 0.5
+    always = [sample_mixture(5, np.random.RandomState(s))[0][0] for s in range(50)]
+    assert max(always) <= 0.1
+
+
 def test_synthesised_images_differ_in_contrast_but_keep_the_boundaries():
     tissue = _blocks()
     one = synthesise(tissue, np.random.RandomState(0), blur_max=0.0).numpy()

@@ -53,7 +53,9 @@ def _base():
     return Base
 
 
-def rand_synth(prob: float, std_max: float, blur_max: float, zscore: bool = False) -> Any:
+def rand_synth(
+    prob: float, std_max: float, blur_max: float, zscore: bool = False, dark_prob: float = 1.0
+) -> Any:
     """With probability ``prob`` the image becomes a synthetic one from ``tissue``
     (then ``synthetic`` is True in the patch); ``zscore``: scaled to mean 0, sd 1."""
 
@@ -63,7 +65,9 @@ def rand_synth(prob: float, std_max: float, blur_max: float, zscore: bool = Fals
             out["synthetic"] = False
             if "tissue" not in out or self.R.rand() >= prob:
                 return out
-            image = synthesise(out["tissue"], self.R, std_max=std_max, blur_max=blur_max)
+            image = synthesise(
+                out["tissue"], self.R, std_max=std_max, blur_max=blur_max, dark_prob=dark_prob
+            )
             if zscore:
                 image = (image - image.mean()) / image.std().clamp(min=1e-6)
             out["image"] = image.to(dtype=out["image"].dtype)

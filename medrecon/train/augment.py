@@ -75,6 +75,8 @@ class AugmentConfig:
     synth_std_max: float = 0.08
     #: Largest partial-volume blur (voxels) of a synthetic image.
     synth_blur_max: float = 1.0
+    #: Probability that air (the darkest cluster) is drawn dark rather than at random.
+    synth_dark_prob: float = 1.0
     # Contrast phases of real CT patches (medrecon.train.phases); needs a ct_window pipeline.
     phase_prob: float = 0.0
     phases: tuple[str, ...] = ("non_contrast", "arterial", "portal_venous", "delayed")
@@ -315,7 +317,11 @@ def build_patch_chain(
     if config.synth_prob > 0:
         chain.append(
             acq.rand_synth(
-                config.synth_prob, config.synth_std_max, config.synth_blur_max, space.zscore
+                config.synth_prob,
+                config.synth_std_max,
+                config.synth_blur_max,
+                space.zscore,
+                config.synth_dark_prob,
             )
         )
     if config.fov_prob > 0 or config.inplane_crop_prob > 0:

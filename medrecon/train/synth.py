@@ -11,7 +11,8 @@ A synthetic image draws one Gaussian per tissue class (mean uniform in [0, 1],
 standard deviation uniform up to ``std_max``), samples every voxel from its class,
 blurs it a little (partial volume) and rescales it to [0, 1]. Tissue 0 is the darkest
 cluster and the padding: air, which is the darkest part of both a windowed CT and a
-percentile-normalised MR, so its mean is drawn from [0, ``dark_max``].
+percentile-normalised MR, so its mean is drawn from [0, ``dark_max``] (with
+probability ``dark_prob``; otherwise like any other class).
 """
 
 from __future__ import annotations
@@ -84,14 +85,23 @@ def tissue_map(image: np.ndarray, source: np.ndarray, clusters: int) -> np.ndarr
 
 
 def sample_mixture(
-    n: int, rng: np.random.RandomState, *, std_max: float = 0.08, dark_max: float = 0.1
+    n: int,
+    rng: np.random.RandomState,
+    *,
+    std_max: float = 0.08,
+    dark_max: float = 0.1,
+    dark_prob: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(means, standard deviations) of ``n`` tissue classes: uniform in [0, 1] and
-    [0, ``std_max``]; class 0 (air) dark, in [0, ``dark_max``]."""
+    [0, ``std_max``]; class 0 (air) with probability ``dark_prob`` dark, in
+    [0, ``dark_max``], else drawn like the others (so that "darkest" never means
+    "outside the body": an organ may be as dark as air, as spleen and kidneys are
+    on some MR sequences)."""
     means = rng.uniform(0.0, 1.0, n)
     stds = rng.uniform(0.0, std_max, n)
-    means[0] = rng.uniform(0.0, dark_max)
-    stds[0] = rng.uniform(0.0, min(std_max, dark_max / 2))
+    if rng.uniform() < dark_prob:
+        means[0] = rng.uniform(0.0, dark_max)
+        stds[0] = rng.uniform(0.0, min(std_max, dark_max / 2))
     return means, stds
 
 
@@ -117,6 +127,7 @@ def synthesise(
     *,
     std_max: float = 0.08,
     dark_max: float = 0.1,
+    dark_prob: float = 1.0,
     blur_max: float = 1.0,
 ) -> Any:
     """A synthetic image (torch float32, same shape as ``tissue``) in [0, 1]: a random
@@ -124,7 +135,7 @@ def synthesise(
     import torch
 
     n = int(torch.as_tensor(tissue).max()) + 1
-    means, stds = sample_mixture(n, rng, std_max=std_max, dark_max=dark_max)
+    means, stds = sample_mixture(n, rng, std_max=std_max, dark_max=dark_max, dark_prob=dark_prob)
     seed = int(rng.randint(2**31))
     return render(tissue, means, stds, seed=seed, blur=float(rng.uniform(0.0, blur_max)))
 
