@@ -1,34 +1,117 @@
-"""The shipped abdomen-ct model on the real CT: every organ found, held-out Dice sane."""
+"""The shipped abdomen model off its training distribution: the MR subject it never saw
+(through abdomen-mr), a thin axial slab of the CT (a limited scan), the CT in another
+contrast phase; no phantom organs. Floors sit a little below the figures measured by
+``benchmarks/bench_generalise.py`` (docs/models.md): they catch a regression, they
+are not the project's goals, which the shipped weights do not all meet yet."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import sys
+from pathlib import Path
 
-from train_helpers import ROOT
+import nibabel as nib
+import numpy as np
+import pytest
 
-#: Floor per organ on the held-out slabs (docs/models.md gives the measured figures).
-MIN_DICE = 0.75
+from medrecon.volume import Volume
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from generalise_cases import cut_slab, remap_by_name  # noqa: E402
+
+#: Largest volume (mL) of a label predicted where the reference has none.
+PHANTOM_ML = 5.0
 
 
-def _heldout():
-    spec = importlib.util.spec_from_file_location(
-        "heldout", ROOT / "scripts" / "abdomen_ct_heldout.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.heldout_dice
+@pytest.fixture(scope="module")
+def segmenters():
+    from medrecon.pipeline.segment import Segmenter
+
+    return {name: Segmenter(name, device="cpu") for name in ("abdomen-ct", "abdomen-mr")}
 
 
-def test_shipped_weights_are_pinned_and_small():
+def _case(shared: Path, folder: str, image: str, labels) -> tuple[Volume, np.ndarray]:
+    from medrecon.io import load
+
+    volume = load(shared / folder / image)
+    table = json.loads((shared / folder / "labels.json").read_text())
+    names = {int(k): v for k, v in table.items()}
+    ref = np.asarray(nib.load(shared / folder / "labels.nii.gz").dataobj)
+    return volume, remap_by_name(ref, names, labels)
+
+
+def _scores(pred: np.ndarray, ref: np.ndarray, labels, voxel_ml: float):
+    dice, phantom = {}, {}
+    for value, name in labels:
+        p, r = pred == value, ref == value
+        if r.any():
+            dice[name] = 2 * np.logical_and(p, r).sum() / (p.sum() + r.sum())
+        elif p.sum() * voxel_ml > PHANTOM_ML:
+            phantom[name] = round(float(p.sum() * voxel_ml), 1)
+    return dice, phantom
+
+
+def _labels(segmenter):
+    return [(lab.value, lab.name) for lab in segmenter.pipeline.labels]
+
+
+def test_shipped_weights_are_pinned_small_and_shared():
     from medrecon.pipeline.registry import load_pipeline
 
-    pipeline = load_pipeline("abdomen-ct")  # verifies the SHA-256
-    assert pipeline.weights.sha256
-    assert pipeline.weights.path.stat().st_size < 30 * 2**20
+    ct, mr = load_pipeline("abdomen-ct"), load_pipeline("abdomen-mr")  # verify SHA-256
+    assert ct.weights.sha256 and ct.weights.sha256 == mr.weights.sha256
+    assert ct.weights.path.stat().st_size < 50 * 2**20
 
 
-def test_shipped_model_finds_every_organ_on_held_out_slabs(shared_data):
-    scores, _ = _heldout()()
-    low = {name: round(d, 3) for name, (d, n_ref, _) in scores.items() if n_ref and d < MIN_DICE}
-    assert not low, f"held-out Dice below {MIN_DICE}: {low}"
-    assert all(n_ref > 0 and n_pred > 0 for _, n_ref, n_pred in scores.values())
+def test_held_out_mr_subject(shared_data, segmenters):
+    seg = segmenters["abdomen-mr"]
+    volume, ref = _case(shared_data, "mr-abdomen", "mr.nii.gz", _labels(seg))
+    pred = seg(volume).labels.array
+    # The MR is stored LPS; labels come back on its own grid.
+    assert pred.shape == ref.shape
+    dice, phantom = _scores(pred, ref, _labels(seg), float(np.prod(volume.spacing)) / 1000)
+    # Regression floors under what the shipped weights measure (aorta 0.80, IVC 0.64):
+    # the solid organs on this MR are still far below the project's goals (liver 0.27,
+    # spleen 0.25; docs/models.md), so they are not asserted here.
+    floors = {"aorta": 0.7, "inferior_vena_cava": 0.5}
+    low = {k: round(dice[k], 3) for k, floor in floors.items() if dice[k] < floor}
+    assert not low, f"held-out MR Dice below the floors {floors}: {low}"
+    assert not phantom, f"phantom organs on the MR: {phantom}"
+
+
+def test_thin_slab_of_the_ct_keeps_its_organs(shared_data, segmenters):
+    seg = segmenters["abdomen-ct"]
+    volume, ref = _case(shared_data, "ct-abdomen", "ct.nii.gz", _labels(seg))
+    # 45 mm (15 slices) at the level of the spleen and kidneys: where the old model,
+    # trained on whole volumes only, found no organ at all.
+    spleen = np.nonzero((ref == 1).any(axis=(0, 1)))[0]
+    mid = int(np.median(spleen))
+    slab = cut_slab(volume, mid - 7, mid + 8)
+    pred = seg(slab).labels.array
+    dice, phantom = _scores(pred, ref[..., mid - 7 : mid + 8], _labels(seg), 0.027)
+    # Measured: spleen 0.86, kidneys 0.89 / 0.92, aorta 0.94; the liver only 0.38 (its
+    # upper part at a slab's edge is the model's known weak spot, docs/models.md), so
+    # the liver is held to "found at all", not to the project's goal.
+    floors = {"spleen": 0.8, "kidney_right": 0.8, "kidney_left": 0.85, "aorta": 0.85}
+    for organ, floor in floors.items():
+        assert dice[organ] > floor, f"{organ}: Dice {dice[organ]:.3f} on a 45 mm slab"
+    assert dice["liver"] > 0.25
+    assert not phantom, f"phantom organs on the slab: {phantom}"
+
+
+def test_portal_venous_phase_of_the_ct(shared_data, segmenters):
+    from medrecon.train.phases import apply_phase, phase_groups, phase_targets
+
+    seg = segmenters["abdomen-ct"]
+    volume, ref = _case(shared_data, "ct-abdomen", "ct.nii.gz", _labels(seg))
+    folder = shared_data / "ct-abdomen"
+    source = np.asarray(nib.load(folder / "labels.nii.gz").dataobj)
+    names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+    hu = apply_phase(volume.array, source, phase_groups(names), phase_targets("portal_venous"))
+    pred = seg(volume.with_array(hu)).labels.array
+    dice, phantom = _scores(pred, ref, _labels(seg), 0.027)
+    for organ in ("liver", "spleen", "kidney_right", "kidney_left", "aorta"):
+        assert dice[organ] > 0.85, f"{organ}: Dice {dice[organ]:.3f} in the portal venous phase"
+    assert not phantom
