@@ -128,12 +128,16 @@ def prepare_case(
     tissue = groups = None
     if tissue_clusters > 0 and not whole:
         from medrecon.train.phases import phase_groups
-        from medrecon.train.synth import tissue_map
+        from medrecon.train.synth import CLUSTER_BASE, tissue_map
 
-        source = label.array.astype(np.int64)
-        if source.max() > 255:
-            raise InputError(f"case {case.id}: synthesis needs source label values below 240")
-        source_grid = _nearest(source.astype(np.uint8), label.affine, model_in.affine, shape)
+        # Checked here, before the uint8 grid would wrap values above 255.
+        if label.array.max() >= CLUSTER_BASE:
+            raise InputError(
+                f"case {case.id}: label {case.label}: synthesis supports source label "
+                f"values below {CLUSTER_BASE}; this map holds {int(label.array.max())}"
+            )
+        source = label.array.astype(np.uint8)
+        source_grid = _nearest(source, label.affine, model_in.affine, shape)
         tissue = tissue_map(image_array[0], source_grid, tissue_clusters)[None]
         groups = phase_groups(source_labels) if source_labels else {}
     return PreparedCase(
