@@ -17,6 +17,8 @@ __all__ = [
     "UnevenSpacingError",
     "DecodeError",
     "OutputExistsError",
+    "OutputError",
+    "OutOfDomainError",
     "PipelineError",
     "InferenceError",
 ]
@@ -63,7 +65,17 @@ class DecodeError(DicomError):
 
 
 class OutputExistsError(MedreconError, FileExistsError):
-    """An output file or folder already exists and overwriting was not asked for."""
+    """An output file or folder already exists and overwriting was not asked for
+    (or it holds files medrecon did not write, which ``--overwrite`` never replaces)."""
+
+
+class OutputError(MedreconError, OSError):
+    """The output location cannot be written (read-only, no permission, not a folder)."""
+
+
+class OutOfDomainError(InputError):
+    """The study is not what the pipeline is made for (another modality or body part);
+    ``force`` segments it anyway, with a warning."""
 
 
 class PipelineError(MedreconError, ValueError):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
+from medrecon.output_folder import check_replaceable, make_staging_folder, write_failure
 from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
+from medrecon.pipeline.domain import check_domain
+from medrecon.run_record import RUN_JSON, is_complete, run_record
 from medrecon.volume import Volume
 
 __all__ = ["RUN_JSON", "RunResult", "is_complete", "run_study"]
 
 logger = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 
 #: Called after each stage with its name and duration in seconds.
 Progress = Callable[[str, float], None]
@@ -149,8 +149,8 @@ def _check_paths(source: Path, outdir: Path, overwrite: bool) -> None:
         raise OutputExistsError(
             f"{outdir} exists; pass --overwrite to replace it, or choose another folder"
         )
-    if outdir.exists() and not outdir.is_dir():
-        raise OutputExistsError(f"{outdir} exists and is not a folder")
+    if outdir.exists():
+        check_replaceable(outdir)  # --overwrite replaces only a folder medrecon wrote
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:
@@ -165,14 +165,35 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _segmenter_for(pipeline, segmenter, segmenters, device: str):
+def _config(pipeline, segmenter, segmenters) -> Pipeline:
+    """The pipeline's configuration, without loading its model."""
+    from medrecon.pipeline.registry import load_pipeline
+
+    if segmenter is not None:
+        return segmenter.pipeline
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    # A cohort worker's cache checks the weights once, when it loads them.
+    return load_pipeline(pipeline, check_weights=segmenters is None)
+
+
+def _segmenter_for(config: Pipeline, pipeline, segmenter, segmenters, device: str):
     from medrecon.pipeline.segment import Segmenter
 
     if segmenter is not None:
         return segmenter
     if segmenters is not None:
-        return segmenters.get(pipeline)
-    return Segmenter(pipeline, device=device)
+        return segmenters.get(pipeline)  # remembered by name or path: parsed once
+    return Segmenter(config, device=device)
+
+
+def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
+    from medrecon.plausibility import volume_warnings
+
+    found = volume_warnings(labels.array, labels.voxel_ml, pipe.labels)
+    for message in found:  # returned for run.json and the CLI's summary
+        logger.info("%s", message)
+    return found
 
 
 def _given(pipeline, segmenter) -> str:
@@ -214,6 +235,7 @@ def run_study(
     mrb: bool = False,
     outputs: Sequence[str] | None = None,
     overwrite: bool = False,
+    force: bool = False,
     progress: Progress | None = None,
     input_label: str | None = None,
 ) -> RunResult:
@@ -223,7 +245,9 @@ def run_study(
     a shipped pipeline is made for, then the shipped pipeline for its modality
     (inferred from the intensities for NIfTI/NRRD/MHA, with a warning); or a
     shipped pipeline's name, a YAML path or a Pipeline, whose modality the series
-    must have. ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`)
+    must have (``force`` segments a study of another modality or body part anyway,
+    with a warning, instead of raising :class:`~medrecon.errors.OutOfDomainError`).
+    ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`)
     is reused when given; ``pipeline`` and ``device`` are then ignored.
     ``segmenters`` (a :class:`~medrecon.pipeline.segment.SegmenterCache`) supplies
     the Segmenter of whichever pipeline is chosen, so a cohort worker loads each
@@ -238,6 +262,52 @@ def run_study(
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
     check_mesh_format(mesh_format)
+    # Before any pipeline, model or study is read: an unwritable location fails in one line.
+    tmp = make_staging_folder(outdir)
+    try:
+        result = _run_into(
+            tmp,
+            source,
+            outdir,
+            pipeline=pipeline,
+            segmenter=segmenter,
+            segmenters=segmenters,
+            device=device,
+            series=series,
+            mesh_format=mesh_format,
+            dicom_seg=dicom_seg,
+            mrb=mrb,
+            outputs=outputs,
+            force=force,
+            progress=progress,
+            input_label=input_label,
+        )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.run_json = outdir / RUN_JSON
+    return result
+
+
+def _run_into(
+    tmp: Path,
+    source: Path,
+    outdir: Path,
+    *,
+    pipeline,
+    segmenter,
+    segmenters,
+    device: str,
+    series,
+    mesh_format: str,
+    dicom_seg: bool,
+    mrb: bool,
+    outputs,
+    force: bool,
+    progress,
+    input_label,
+) -> RunResult:
+    """The body of :func:`run_study`, writing into the staging folder ``tmp``."""
     started = datetime.now(timezone.utc)
     clock = _Clock(progress)
     warnings: list[str] = []
@@ -247,134 +317,72 @@ def run_study(
     if auto:
         modalities = _auto_candidates(outputs, dicom_seg, mrb)
     else:
-        # An explicit pipeline loads first: a bad one fails before the study is read.
-        with clock.stage("load_model"):
-            seg_engine = _segmenter_for(pipeline, segmenter, segmenters, device)
+        # An explicit pipeline is parsed first: a bad file fails before the study is read.
+        config = _config(pipeline, segmenter, segmenters)
         why = _given(pipeline, segmenter)
-        plan = _plan(seg_engine.pipeline, kind, outputs, dicom_seg, mrb)
-
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        with _readable(source, kind) as readable:
-            modality = None if auto else seg_engine.pipeline.modality
-            with clock.stage("load"):
-                volume, chosen = _load_series(
-                    readable, modality, modalities, series, str(source), warnings
-                )
-            if auto:
-                auto_choice = choose_pipeline(volume, where=str(source))
-                warnings.extend(auto_choice.warnings)
-                why = auto_choice.reason
-                with clock.stage("load_model"):
-                    seg_engine = _segmenter_for(auto_choice.path, None, segmenters, device)
-                plan = _plan(seg_engine.pipeline, kind, outputs, dicom_seg, mrb)
-            pipe: Pipeline = seg_engine.pipeline
-            logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
-            with clock.stage("segment"):
-                seg = seg_engine(volume)
-            warnings.extend(seg.warnings)
-            for name, seconds in seg.timings.items():
-                clock.timings[f"segment.{name}"] = seconds
+        plan = _plan(config, kind, outputs, dicom_seg, mrb)
+    with _readable(source, kind) as readable:
+        # --force lifts the modality filter: any series may be chosen, with a warning.
+        modality = None if auto or force else config.modality
+        with clock.stage("load"):
+            volume, chosen = _load_series(
+                readable,
+                modality,
+                modalities,
+                series,
+                str(source),
+                warnings,
+            )
+        if auto:
+            auto_choice = choose_pipeline(volume, where=str(source))
+            warnings.extend(auto_choice.warnings)
+            why = auto_choice.reason
+            pipeline = auto_choice.path
+            config = _config(pipeline, None, segmenters)
+            plan = _plan(config, kind, outputs, dicom_seg, mrb)
+        domain = check_domain(volume, config, where=str(source), force=force)
+        warnings.extend(domain.warnings)
+        with clock.stage("load_model"):
+            seg_engine = _segmenter_for(config, pipeline, segmenter, segmenters, device)
+        pipe: Pipeline = seg_engine.pipeline
+        logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
+        with clock.stage("segment"):
+            seg = seg_engine(volume)
+        warnings.extend(seg.warnings)
+        warnings.extend(_volume_checks(seg.labels, pipe))
+        for name, seconds in seg.timings.items():
+            clock.timings[f"segment.{name}"] = seconds
+        try:
             written = write_outputs(
                 tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
             )
-            warnings.extend(written.warnings)
-        result = RunResult(
-            outdir=outdir,
-            status="complete",
-            input_kind=kind,
-            series_uid=volume.meta.series_uid,
-            series_number=volume.meta.series_number,
-            device=seg.device,
-            timings=clock.timings,
-            warnings=warnings,
-            labels_found=written.labels_found,
-            stats=written.stats,
-            outputs=sorted(written.files),
-            pipeline=pipe.name,
-            pipeline_choice=why,
-        )
-        label = input_label if input_label is not None else str(source.resolve())
-        record = _run_record(label, volume, chosen, pipe, result, written, started)
-        from medrecon.atomic import atomic_write_json
+        except OSError as exc:
+            raise write_failure(outdir, exc) from exc
+        warnings.extend(written.warnings)
+    result = RunResult(
+        outdir=outdir,
+        status="complete",
+        input_kind=kind,
+        series_uid=volume.meta.series_uid,
+        series_number=volume.meta.series_number,
+        device=seg.device,
+        timings=clock.timings,
+        warnings=warnings,
+        labels_found=written.labels_found,
+        stats=written.stats,
+        outputs=sorted(written.files),
+        pipeline=pipe.name,
+        pipeline_choice=why,
+    )
+    label = input_label if input_label is not None else str(source.resolve())
+    record = run_record(label, volume, chosen, pipe, result, written, started)
+    record["input"]["modality_source"] = domain.modality_source
+    record["input"]["body_part"] = domain.body_part
+    from medrecon.atomic import atomic_write_json
 
+    try:
         atomic_write_json(tmp / RUN_JSON, record)
         _move_into_place(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    result.run_json = outdir / RUN_JSON
+    except OSError as exc:
+        raise write_failure(outdir, exc) from exc
     return result
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ("medrecon", "numpy", "torch", "monai", "nibabel", "pydicom", "SimpleITK")
-    names += ("scikit-image", "highdicom", "pynrrd", "vtk")
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
-
-
-def _run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, written, started):
-    from medrecon.pipeline.parse import sha256_file
-
-    weights = pipe.weights
-    meta = volume.meta
-    return {
-        "status": result.status,
-        "input": {
-            "path": source,
-            "kind": result.input_kind,
-            "series_uid": meta.series_uid,
-            "series_number": meta.series_number,
-            "series_description": meta.description,
-            "study_uid": meta.study_uid,
-            "modality": meta.modality,
-            "series_choice": chosen,
-            "n_source_files": len(meta.source_files),
-            "shape": list(volume.shape),
-            "spacing_mm": [round(s, 6) for s in volume.spacing],
-            "orientation": "".join(volume.orientation_codes()),
-            "gantry_tilt_deg": meta.gantry_tilt_deg,
-        },
-        "pipeline": {
-            "name": pipe.name,
-            "version": pipe.version,
-            "file": str(pipe.source) if pipe.source else None,
-            "weights": str(weights.path) if weights else None,
-            "weights_sha256": sha256_file(weights.path) if weights else None,
-            "choice": result.pipeline_choice,
-        },
-        "device": result.device,
-        "versions": _versions(),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "labels_found": result.labels_found,
-        "meshes": written.meshes,
-        "skipped_outputs": written.skipped,
-        "warnings": result.warnings,
-        "outputs": [*result.outputs, RUN_JSON],
-    }
-
-
-def is_complete(outdir: str | os.PathLike[str]) -> bool:
-    """True when ``outdir/run.json`` says complete and every file it lists exists."""
-    import json
-
-    path = Path(outdir) / RUN_JSON
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if record.get("status") != "complete":
-        return False
-    return all((Path(outdir) / rel).is_file() for rel in record.get("outputs", []))

@@ -103,7 +103,8 @@ def choose_series(
                 f"Pass --pipeline NAME_OR_YAML with a pipeline made for {'/'.join(found)} images."
             )
         hint = (
-            f"Use a pipeline made for {'/'.join(found)} images."
+            f"Use a pipeline made for {'/'.join(found)} images (or --pipeline auto), or pass "
+            "--force to segment it anyway."
             if all("modality" in (refused[i] or "") for i in indices)
             else f"A pipeline needs one 3D {modality + ' ' if modality else ''}series of at "
             f"least {MIN_SLICES} "

@@ -98,6 +98,11 @@ class Volume:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
 
     @property
+    def voxel_ml(self) -> float:
+        """Volume of one voxel in mL (``|det|`` of the affine's 3x3 part / 1000)."""
+        return abs(float(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+
+    @property
     def direction(self) -> np.ndarray:
         """3x3 matrix whose columns are the unit RAS directions of i, j, k."""
         return self.affine[:3, :3] / np.asarray(self.spacing)

@@ -59,6 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="redo studies that are already complete")
     p.add_argument(
+        "--force-domain",
+        action="store_true",
+        help="segment studies of another modality or body part than the pipeline's anyway "
+        "(run's --force)",
+    )
+    p.add_argument(
         "--layout",
         default="auto",
         choices=("auto", "folders", "dicom"),
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         dicom_seg=not args.no_dicom_seg,
         mrb=args.mrb,
         outputs=outputs,
+        force_domain=args.force_domain,
         progress=not args.no_progress,
     )
     resumed = sum(1 for r in result.records if r.resumed)

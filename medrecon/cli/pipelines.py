@@ -33,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
                     "modality": p.modality if p else None,
                     "spacing_mm": list(p.preprocess.spacing or []) if p else None,
                     "labels": {lab.value: lab.name for lab in p.labels} if p else None,
+                    "expected_ml": {
+                        lab.name: lab.expected_ml for lab in p.labels if lab.expected_ml
+                    }
+                    if p
+                    else None,
+                    "body_parts": list(p.body_parts) if p else None,
                 }
             )
         print(json.dumps(rows, indent=2))
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {p.description}" if p.description else "", end="\n" if p.description else "")
             print(f"  modality {p.modality}, spacing {spacing} mm, network {p.network.name}")
             print(f"  labels: {', '.join(lab.name for lab in p.labels)}")
+            if p.body_parts:
+                print(f"  body parts (BodyPartExamined): {', '.join(p.body_parts)}")
         print(f"  file: {info.path}")
     return 0
 

@@ -50,7 +50,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--series", default=None, help="series number or UID (default: the one the pipeline fits)"
     )
     add_output_options(p, mrb_help="also pack the scene into scene.mrb")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output folder of an earlier medrecon run (never other files)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="segment a study of another modality or body part than the pipeline's anyway",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show stages as they finish")
     p.set_defaults(run=run)
     return p
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         mrb=args.mrb,
         outputs=outputs,
         overwrite=args.overwrite,
+        force=args.force,
         progress=None if args.no_progress else _progress,
     )
     found = ", ".join(result.labels_found) or "none"

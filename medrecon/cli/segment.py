@@ -48,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--probabilities", default=None, help="also write class probabilities (4D NIfTI) here"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="segment a volume of another modality or body part than the pipeline's anyway",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -70,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from medrecon.export.colortable import write_ctbl
     from medrecon.io import load
     from medrecon.io.nifti import write_nifti
+    from medrecon.pipeline.domain import check_domain
+    from medrecon.pipeline.registry import load_pipeline
     from medrecon.pipeline.segment import Segmenter
+    from medrecon.plausibility import volume_warnings
 
     output = Path(args.output)
     if not output.name.endswith((".nii", ".nii.gz")):
@@ -86,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
     if is_auto(pipeline):
         choice = choose_pipeline(volume, where=str(args.input))
         print(f"pipeline {choice.name} ({choice.reason})")
-        pipeline, notes = choice.path, list(choice.warnings)
+        pipeline, notes = load_pipeline(choice.path), list(choice.warnings)
+    notes += check_domain(volume, pipeline, where=str(args.input), force=args.force).warnings
     segmenter = Segmenter(pipeline, device=args.device, amp=False if args.no_amp else None)
     seg = segmenter(volume, probabilities=bool(args.probabilities))
     seg.warnings[:0] = notes
+    seg.warnings += volume_warnings(seg.labels.array, seg.labels.voxel_ml, pipeline.labels)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_nifti(seg.labels, output)
     write_ctbl(table, seg.label_table)

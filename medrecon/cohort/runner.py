@@ -180,6 +180,7 @@ def run_cohort(
     dicom_seg: bool = True,
     mrb: bool = False,
     outputs: Sequence[str] | None = None,
+    force_domain: bool = False,
     progress: bool = False,
     log_file: bool = True,
     on_event: Callable[[CohortEvent], None] | None = None,
@@ -194,7 +195,9 @@ def run_cohort(
     ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
     or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
     default: fill the cluster; ``gpus_per_study`` GPU share per actor).
-    A study already complete in ``outdir`` is skipped unless ``force``. A failed
+    A study already complete in ``outdir`` is skipped unless ``force``.
+    ``force_domain`` segments studies of another modality or body part than the
+    pipeline's anyway (``run_study(force=True)``), instead of failing them. A failed
     attempt is retried up to ``retries`` times. ``threads``: torch threads per worker
     (default: local, the CPUs shared out; Ray, the actor's CPUs). ``timeout``: seconds
     after which a study's worker is killed and the attempt failed. ``progress`` draws a bar on
@@ -222,6 +225,7 @@ def run_cohort(
         device=device,
         threads=threads,
         run_options={"mesh_format": mesh_format, "dicom_seg": dicom_seg, "mrb": mrb}
+        | ({"force": True} if force_domain else {})
         | ({"outputs": list(outputs)} if outputs is not None else {}),
     )
     listeners = [f for f in (on_event, ProgressBar(len(studies)) if progress else None) if f]

@@ -102,7 +102,7 @@ def lost_attempt(task, worker: str, started: float, error: str) -> list[StudyRec
 
 def study_complete(study_dir: Path) -> bool:
     """True when ``run_study`` finished this folder (see :func:`medrecon.run.is_complete`)."""
-    from medrecon.run import is_complete
+    from medrecon.run_record import is_complete
 
     return is_complete(study_dir)
 

@@ -19,7 +19,9 @@ Methods (see docs/outputs.md):
   label, accumulated in float64 (HU for CT);
 * centroid: mean voxel position, in RAS and LPS millimetres;
 * bounding box: first and last voxel index along i, j, k (inclusive) and the RAS
-  millimetre box enclosing those voxels' outer faces.
+  millimetre box enclosing those voxels' outer faces;
+* check: the pipeline's ``expected_ml`` range for the label and, when the volume lies
+  outside it, the warning (:func:`medrecon.plausibility.volume_check`), else empty.
 """
 
 from __future__ import annotations
@@ -63,12 +65,17 @@ COLUMNS: tuple[str, ...] = (
     *(f"centroid_lps_{a}" for a in _XYZ),
     *(f"bbox_{end}_{a}" for end in ("min", "max") for a in _IJK),
     *(f"bbox_ras_{end}_{a}" for end in ("min", "max") for a in _XYZ),
+    "expected_min_ml",
+    "expected_max_ml",
+    "check",
 )
 
 #: Unit of each measured column (intensity units come from the image: HU for CT).
 UNITS: dict[str, str] = {
     "voxel_count": "voxels",
     "volume_ml": "mL",
+    "expected_min_ml": "mL",
+    "expected_max_ml": "mL",
     "surface_area_mm2": "mm^2",
     **{f"centroid_{s}_{a}": "mm" for s in ("ras", "lps") for a in _XYZ},
     **{f"bbox_{end}_{a}": "voxel index" for end in ("min", "max") for a in _IJK},
@@ -112,9 +119,23 @@ def label_statistics(
         row["surface_area_mm2"] = _surface_area(mask, labels.affine, smoothing_iterations)
         row.update(_intensity_row(intensities, box, mask))
         row.update(_position_rows(labels, box, mask, count))
+        row.update(_check_row(label, row["volume_ml"], box, array.shape))
         rows.append({key: row.get(key) for key in COLUMNS})
     logger.debug("measured %d labels", len(rows))
     return rows
+
+
+def _check_row(label: Label, volume_ml: float, box: tuple[slice, ...], shape) -> dict[str, Any]:
+    """The pipeline's expected volume range and, when outside it, the warning."""
+    from medrecon.plausibility import volume_check
+
+    expected = getattr(label, "expected_ml", None)
+    at_edge = any(b.start == 0 or b.stop == n for b, n in zip(box, shape))
+    return {
+        "expected_min_ml": expected[0] if expected else None,
+        "expected_max_ml": expected[1] if expected else None,
+        "check": volume_check(label.name, volume_ml, expected, at_edge),
+    }
 
 
 def _intensity_array(image: Volume | None, labels: Volume) -> np.ndarray | None:

@@ -74,6 +74,8 @@ class Label:
     category: Code | None = None
     type: Code | None = None
     type_modifier: Code | None = None
+    #: Volume range (mL) of the whole structure in adults; results outside it are flagged.
+    expected_ml: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class Pipeline:
     outputs: tuple[str, ...] = OUTPUTS
     description: str = ""
     version: str = "1"
+    #: BodyPartExamined defined terms the pipeline is made for (empty: not checked).
+    body_parts: tuple[str, ...] = ()
     #: The file this pipeline was read from (None when built in code).
     source: Path | None = None
 

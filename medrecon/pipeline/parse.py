@@ -24,7 +24,6 @@ from medrecon.pipeline.config import (
     PERCENTILE,
     REFINE_STEPS,
     CoarseSpec,
-    Code,
     InferenceSpec,
     IntensitySpec,
     Label,
@@ -34,6 +33,8 @@ from medrecon.pipeline.config import (
     RefineStep,
     WeightsSpec,
 )
+from medrecon.pipeline.parse_labels import parse_body_parts, parse_labels
+from medrecon.pipeline.section import Section
 
 __all__ = ["parse_pipeline", "read_pipeline_file", "sha256_file"]
 
@@ -50,93 +51,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-class _Section:
-    """One mapping of the file: typed getters that name the key path in errors,
-    and a check that every key was used."""
-
-    def __init__(self, data: Any, where: str, origin: str) -> None:
-        if not isinstance(data, Mapping):
-            raise PipelineError(f"{origin}: '{where}' must be a mapping, got {type(data).__name__}")
-        self.data = dict(data)
-        self.where = where
-        self.origin = origin
-        self._used: set[str] = set()
-
-    def error(self, key: str, message: str) -> PipelineError:
-        path = f"{self.where}.{key}" if self.where else key
-        return PipelineError(f"{self.origin}: '{path}': {message}")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
-        self._used.add(key)
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise self.error(key, "is required")
-            return default
-        return self.data[key]
-
-    def section(self, key: str, *, required: bool = False) -> _Section | None:
-        value = self.get(key, required=required)
-        if value is None:
-            return None
-        return _Section(value, f"{self.where}.{key}" if self.where else key, self.origin)
-
-    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str:
-        value = self.get(key, default, required=required)
-        if value is not None and not isinstance(value, str | int | float):
-            raise self.error(key, f"must be a string, got {value!r}")
-        return None if value is None else str(value)  # type: ignore[return-value]
-
-    def number(self, key: str, default: float | None = None, *, lo=None, hi=None) -> float:
-        value = self.get(key, default)
-        if value is None:
-            raise self.error(key, "is required")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"must be a number, got {value!r}")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.error(key, f"must be in [{lo}, {hi}], got {value}")
-        return float(value)
-
-    def integer(self, key: str, default: int, *, lo: int = 0) -> int:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise self.error(key, f"must be an integer >= {lo}, got {value!r}")
-        return int(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
-
-    def triple(self, key: str, default: Any = None, *, kind=float, required=False) -> Any:
-        value = self.get(key, default, required=required)
-        if value is None:
-            return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = [value] * 3
-        ok = isinstance(value, list | tuple) and len(value) == 3
-        if ok:
-            ok = all(
-                isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value
-            )
-            ok = ok and (kind is float or all(float(v).is_integer() for v in value))
-        if not ok:
-            raise self.error(key, f"must be 3 positive {kind.__name__}s, got {value!r}")
-        return tuple(kind(v) for v in value)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self._used, key=str)
-        if unknown:
-            known = ", ".join(sorted(self._used))
-            raise PipelineError(
-                f"{self.origin}: unknown key(s) {', '.join(map(repr, unknown))} in "
-                f"'{self.where or 'top level'}' (known keys: {known}). Check the spelling."
-            )
 
 
 def read_pipeline_file(path: str | Path, *, check_weights: bool = True) -> Pipeline:
@@ -167,9 +81,9 @@ def parse_pipeline(
     """
     origin = str(source) if source is not None else "pipeline"
     base_dir = base_dir or Path.cwd()
-    top = _Section(data, "", origin)
+    top = Section(data, "", origin)
     name = top.string("name", required=True)
-    labels = _parse_labels(top.get("labels", required=True), origin)
+    labels = parse_labels(top.get("labels", required=True), origin)
     network = _parse_network(top.section("network", required=True))
     max_label = max(label.value for label in labels)
     if network.out_channels is not None and network.out_channels != max_label + 1:
@@ -193,67 +107,14 @@ def parse_pipeline(
         coarse=_parse_coarse(coarse_sec, base_dir, check_weights) if coarse_sec else None,
         refine=_parse_refine(top.get("refine", []), labels, origin),
         outputs=_parse_outputs(top, origin),
+        body_parts=parse_body_parts(top),
         source=source,
     )
     top.finish()
     return pipeline
 
 
-def _parse_code(sec: _Section | None) -> Code | None:
-    if sec is None:
-        return None
-    code = Code(
-        value=sec.string("code", required=True),
-        scheme=sec.string("scheme", "SCT"),
-        meaning=sec.string("meaning", required=True),
-    )
-    sec.finish()
-    return code
-
-
-def _parse_labels(raw: Any, origin: str) -> tuple[Label, ...]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise PipelineError(f"{origin}: 'labels' must map label values to label entries")
-    labels = []
-    for key, entry in raw.items():
-        try:
-            value = int(key)
-        except (TypeError, ValueError):
-            raise PipelineError(f"{origin}: label key {key!r} is not an integer value") from None
-        if not 1 <= value <= 65535:
-            raise PipelineError(f"{origin}: label value {value} must be in 1..65535")
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        sec = _Section(entry, f"labels.{value}", origin)
-        name = sec.string("name")
-        if not name or not name.strip():
-            raise sec.error("name", "every label needs a name")
-        color = sec.get("color", required=True)
-        if not (
-            isinstance(color, list | tuple)
-            and len(color) == 3
-            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)
-        ):
-            raise sec.error("color", f"must be three integers 0-255 (RGB), got {color!r}")
-        labels.append(
-            Label(
-                value=value,
-                name=name.strip(),
-                color=tuple(color),  # type: ignore[arg-type]
-                category=_parse_code(sec.section("category")),
-                type=_parse_code(sec.section("type")),
-                type_modifier=_parse_code(sec.section("type_modifier")),
-            )
-        )
-        sec.finish()
-    names = [label.name for label in labels]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise PipelineError(f"{origin}: label name(s) used twice: {', '.join(dupes)}")
-    return tuple(sorted(labels, key=lambda lab: lab.value))
-
-
-def _parse_intensity(sec: _Section) -> IntensitySpec:
+def _parse_intensity(sec: Section) -> IntensitySpec:
     mode = sec.string("mode", required=True)
     if mode not in INTENSITY_MODES:
         raise sec.error("mode", f"must be one of {', '.join(INTENSITY_MODES)}, got {mode!r}")
@@ -282,7 +143,7 @@ def _parse_intensity(sec: _Section) -> IntensitySpec:
     return spec
 
 
-def _parse_preprocess(sec: _Section) -> PreprocessSpec:
+def _parse_preprocess(sec: Section) -> PreprocessSpec:
     orientation = sec.string("orientation", "RAS").upper()
     if not _AXCODES.match(orientation):
         raise sec.error(
@@ -299,7 +160,7 @@ def _parse_preprocess(sec: _Section) -> PreprocessSpec:
     return spec
 
 
-def _parse_network(sec: _Section) -> NetworkSpec:
+def _parse_network(sec: Section) -> NetworkSpec:
     name = sec.string("name", required=True)
     if name not in NETWORKS:
         raise sec.error("name", f"must be one of {', '.join(NETWORKS)}, got {name!r}")
@@ -325,7 +186,7 @@ def _parse_network(sec: _Section) -> NetworkSpec:
     return NetworkSpec(name=name, args=dict(args))
 
 
-def _parse_weights(sec: _Section | None, base_dir: Path, check: bool) -> WeightsSpec | None:
+def _parse_weights(sec: Section | None, base_dir: Path, check: bool) -> WeightsSpec | None:
     if sec is None:
         return None
     path = Path(sec.string("path", required=True))
@@ -358,7 +219,7 @@ def verify_weights(spec: WeightsSpec, origin: str = "pipeline") -> None:
             )
 
 
-def _parse_inference(sec: _Section | None) -> InferenceSpec:
+def _parse_inference(sec: Section | None) -> InferenceSpec:
     if sec is None:
         return InferenceSpec()
     blend = sec.string("blend", "gaussian")
@@ -384,7 +245,7 @@ def _parse_inference(sec: _Section | None) -> InferenceSpec:
     return spec
 
 
-def _parse_coarse(sec: _Section, base_dir: Path, check: bool) -> CoarseSpec:
+def _parse_coarse(sec: Section, base_dir: Path, check: bool) -> CoarseSpec:
     net_sec = sec.section("network")
     spec = CoarseSpec(
         spacing=sec.triple("spacing", required=True),
@@ -404,7 +265,7 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
     by_name = {label.name: label.value for label in labels}
     steps = []
     for i, entry in enumerate(raw):
-        sec = _Section(entry, f"refine[{i}]", origin)
+        sec = Section(entry, f"refine[{i}]", origin)
         kind = sec.string("step", required=True)
         if kind not in REFINE_STEPS:
             raise sec.error("step", f"unknown step {kind!r}; known: {', '.join(REFINE_STEPS)}")
@@ -431,7 +292,7 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
     return tuple(steps)
 
 
-def _parse_outputs(top: _Section, origin: str) -> tuple[str, ...]:
+def _parse_outputs(top: Section, origin: str) -> tuple[str, ...]:
     outputs = top.get("outputs", list(OUTPUTS))
     if not isinstance(outputs, list) or any(o not in OUTPUTS for o in outputs):
         raise PipelineError(f"{origin}: 'outputs' must be a list drawn from {', '.join(OUTPUTS)}")

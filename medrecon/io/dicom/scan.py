@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -74,6 +75,10 @@ def read_headers(files: Iterable[Path], workers: int | None = None) -> HeaderSca
     paths = [str(p) for p in files]
     scan = HeaderScan(n_files=len(paths))
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n_workers > 1 and multiprocessing.current_process().daemon:
+        # A daemonic process (a cohort worker) may not start children: read in-process.
+        log.debug("reading headers in-process: this is a daemonic worker process")
+        n_workers = 1
     if n_workers > 1 and len(paths) >= _PARALLEL_MIN_FILES:
         chunk = max(8, len(paths) // (n_workers * 4))
         with ProcessPoolExecutor(max_workers=n_workers) as pool:
