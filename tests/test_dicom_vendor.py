@@ -174,6 +174,23 @@ def test_derived_trace_dropped_by_default(ct_source, tmp_path):
     assert volume.meta.extra["vendor"]["DerivedDiffusionVolumes"] == "removed"
     assert len(volume.meta.source_files) == 24
     assert scan(tmp_path / "dwi").series[0].shape == (512, 512, 6, 4)
+    skipped = read(tmp_path / "dwi").skipped
+    assert sorted(Path(s.path).name for s in skipped) == [f"v4_s{k}.dcm" for k in range(6)]
+    assert all("derived isotropic" in s.reason for s in skipped)
+
+
+def test_derived_trace_in_a_stack_of_its_own_is_dropped(ct_source, tmp_path):
+    # A different ImageType value 3 puts the trace in its own stack; the series decides.
+    specs = [{**s, "image_type": ("ORIGINAL", "PRIMARY", "M_SE", "M", "SE")} for s in DWI]
+    specs[4]["image_type"] = ("DERIVED", "PRIMARY", "TRACEW", "M", "SE")
+    philips_dwi_series(ct_source, tmp_path / "dwi", specs)
+    (volume,) = medrecon.load_all(tmp_path / "dwi")
+    assert volume.shape == (512, 512, 6, 4)
+    assert any("derived isotropic" in w for w in volume.meta.warnings)
+    dwi, trace = medrecon.load_all(tmp_path / "dwi", derived_dwi="split")
+    assert dwi.shape == (512, 512, 6, 4) and trace.shape == (512, 512, 6)
+    assert trace.meta.distinguishing == {"image_type": "TRACEW", "derived": "isotropic"}
+    assert len(medrecon.load_all(tmp_path / "dwi", derived_dwi="keep")) == 2
 
 
 def test_derived_trace_split_or_kept(ct_source, tmp_path):

@@ -76,8 +76,9 @@ def philips_dwi_series(
 ) -> tuple[list[list[Path]], list[np.ndarray]]:
     """A classic Philips diffusion series: one volume per entry of ``volumes``.
 
-    Each entry may give ``b`` (DiffusionBValue), ``gradient`` (3 floats, also in
-    the private (2005,10B0..2) tags) and ``directionality`` (0018,9075). Volume v
+    Each entry may give ``b`` (DiffusionBValue), ``gradient`` (3 floats, in the
+    private (2005,10B0..2) tags), ``directionality`` (0018,9075) and
+    ``image_type`` (ImageType values). Volume v
     stores the real slice values plus 100 * v, so every volume differs. Returns
     the files per volume and the stored arrays of the first ``n_slices`` slices.
     """
@@ -98,6 +99,8 @@ def philips_dwi_series(
             ds.PixelData = (stored[k].astype(np.uint16) + 100 * v).astype("<u2").tobytes()
             if "b" in spec:
                 ds.add_new((0x0018, 0x9087), "FD", float(spec["b"]))
+            if "image_type" in spec:
+                ds.ImageType = list(spec["image_type"])
             if "directionality" in spec:
                 ds.add_new((0x0018, 0x9075), "CS", spec["directionality"])
             if "gradient" in spec:

@@ -24,6 +24,7 @@ import numpy as np
 
 from medrecon.io.dicom.group import StackPlan
 from medrecon.io.dicom.header import SliceHeader
+from medrecon.io.report import SkippedFile
 
 __all__ = [
     "PHILIPS_SCALING",
@@ -97,68 +98,97 @@ def is_derived_diffusion(rec: SliceHeader) -> bool:
     return all(abs(g) <= _ZERO for g in v.gradient)
 
 
-def _volumes(plan: StackPlan, derived: list[SliceHeader]) -> tuple[int, int]:
-    """(derived volumes, all volumes) of a plan: slices per position group count volumes."""
-    groups = plan.position_groups()
-    per_position = max(len(g) for g in groups)
-    ids = {id(r) for r in derived}
-    n_derived = max(sum(1 for r in g if id(r) in ids) for g in groups)
-    return n_derived, per_position
+def _volume_count(plan: StackPlan, records: list[SliceHeader]) -> int:
+    """Volumes that ``records`` of ``plan`` make: the most slices at one position."""
+    groups = plan.position_groups(records) if records else []
+    return max((len(g) for g in groups), default=0)
+
+
+def _annotate(plan: StackPlan, note: str, facts: dict[str, object]) -> None:
+    plan.notes = [*getattr(plan, "notes", []), note]
+    plan.vendor_facts = {**getattr(plan, "vendor_facts", {}), **facts}
 
 
 def split_derived_diffusion(plans: list[StackPlan], mode: str = "drop") -> list[StackPlan]:
-    """Remove (``"drop"``), separate (``"split"``) or keep Philips derived diffusion frames."""
+    """Remove (``"drop"``), separate (``"split"``) or keep Philips derived diffusion frames.
+
+    Judged per series, as dcm2niix does: grouping may already have put the derived
+    frames in a stack of their own (their ImageType/FrameType differ).
+    """
     if mode not in DERIVED_DWI:
         raise ValueError(f"derived_dwi must be one of {DERIVED_DWI}, got {mode!r}")
-    out: list[StackPlan] = []
-    for plan in plans:
-        derived = [r for r in plan.records if is_derived_diffusion(r)]
-        if not derived or len(derived) == len(plan.records):
-            out.append(plan)  # none, or an isotropic series of its own: kept as is
-            continue
-        n_derived, n_volumes = _volumes(plan, derived)
-        if n_derived == 1 and n_volumes - n_derived < 2:
-            out.append(plan)  # a b=0 + trace pair: dcm2niix keeps both
-            continue
-        ids = {id(r) for r in derived}
-        rest = [r for r in plan.records if id(r) not in ids]
+    by_series: dict[str, list[int]] = {}
+    for i, plan in enumerate(plans):
+        by_series.setdefault(plan.first.series_uid, []).append(i)
+    replaced: dict[int, list[StackPlan]] = {}
+    for indices in by_series.values():
+        derived = {i: [r for r in plans[i].records if is_derived_diffusion(r)] for i in indices}
+        n_derived = sum(_volume_count(plans[i], derived[i]) for i in indices)
+        n_all = sum(_volume_count(plans[i], plans[i].records) for i in indices)
+        if n_derived == 0 or n_derived == n_all:
+            continue  # none, or an isotropic series: dcm2niix keeps it
+        if n_derived == 1 and n_all - n_derived < 2:
+            continue  # a b=0 + trace pair: dcm2niix keeps both
         note = (
-            f"{n_derived} derived isotropic (trace/ADC) diffusion volume(s) found among "
-            f"{n_volumes} (Philips; DiffusionDirectionality ISOTROPIC or b > 0 with zero "
-            "gradient)"
+            f"{n_derived} derived isotropic (trace/ADC) diffusion volume(s) among {n_all} "
+            "(Philips: DiffusionDirectionality ISOTROPIC, or b > 0 with zero gradient)"
         )
-        if mode == "keep":
-            plan.notes = [*getattr(plan, "notes", []), f"{note}: kept (derived_dwi='keep')"]
-            plan.vendor_facts = {
-                **getattr(plan, "vendor_facts", {}),
-                "DerivedDiffusionVolumes": "kept",
-                "DerivedDiffusionVolumeCount": n_derived,
-            }
-            out.append(plan)
-            continue
-        kept = replace(
-            plan,
-            records=rest,
-            copies=[(k, c) for k, c in plan.copies if id(k) not in ids],
-            distinguishing=dict(plan.distinguishing),
-        )
-        kept.notes = [*getattr(plan, "notes", []), f"{note}: removed, as dcm2niix does"]
-        kept.vendor_facts = {
-            **getattr(plan, "vendor_facts", {}),
-            "DerivedDiffusionVolumes": "removed" if mode == "drop" else "separate volume",
+        done = {"drop": "removed, as dcm2niix does", "split": "written as a separate volume"}
+        facts = {
+            "DerivedDiffusionVolumes": {"drop": "removed", "split": "separate volume"}.get(
+                mode, "kept"
+            ),
             "DerivedDiffusionVolumeCount": n_derived,
         }
-        out.append(kept)
-        log.info("series %s: %s", plan.first.series_number, note)
-        if mode == "split":
-            alone = StackPlan(
-                records=derived,
-                copies=[(k, c) for k, c in plan.copies if id(k) in ids],
-                distinguishing={**plan.distinguishing, "derived": "isotropic"},
+        log.info("series %s: %s", plans[indices[0]].first.series_number, note)
+        host: StackPlan | None = None  # the plan of the acquired volumes carries the notes
+        dropped_paths: set[str] = set()
+        for i in indices:
+            plan = plans[i]
+            ids = {id(r) for r in derived[i]}
+            rest = [r for r in plan.records if id(r) not in ids]
+            if mode == "keep" or not ids:
+                host = host or (plan if rest else None)
+                continue
+            parts = []
+            if rest:
+                kept = replace(
+                    plan,
+                    records=rest,
+                    copies=[(k, c) for k, c in plan.copies if id(k) not in ids],
+                    distinguishing=dict(plan.distinguishing),
+                )
+                kept.notes = list(getattr(plan, "notes", []))
+                kept.vendor_facts = dict(getattr(plan, "vendor_facts", {}))
+                parts.append(kept)
+                host = host or kept
+            if mode == "split":
+                alone = StackPlan(
+                    records=derived[i],
+                    copies=[(k, c) for k, c in plan.copies if id(k) in ids],
+                    distinguishing={**plan.distinguishing, "derived": "isotropic"},
+                )
+                _annotate(alone, f"{note}: this is the derived volume", facts)
+                parts.append(alone)
+            else:
+                kept_paths = {r.path for r in rest}
+                dropped_paths |= {r.path for r in derived[i]} - kept_paths
+            replaced[i] = parts
+        if host is None:
+            continue
+        verb = done.get(mode, "kept (derived_dwi='keep')")
+        _annotate(host, f"{note}: {verb}", facts)
+        host.dropped_files = [
+            SkippedFile(
+                path,
+                "Philips derived isotropic (trace/ADC) diffusion image, removed from its "
+                "series as dcm2niix does (derived_dwi='split' keeps it)",
             )
-            alone.notes = [f"{note}: written as this separate volume (derived_dwi='split')"]
-            alone.vendor_facts = {"DerivedDiffusionVolumes": "this volume"}
-            out.append(alone)
+            for path in sorted(dropped_paths)
+        ]
+    out: list[StackPlan] = []
+    for i, plan in enumerate(plans):
+        out.extend(replaced.get(i, [plan]))
     return out
 
 

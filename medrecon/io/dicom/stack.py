@@ -131,7 +131,7 @@ def assemble_stack(
     arrays, failures = decode_slices(records + copies)
     pixels = {id(r): a for r, a in zip(records + copies, arrays)}
     warnings: list[str] = []
-    dropped: list[SkippedFile] = []
+    dropped: list[SkippedFile] = vendor_rules.plan_dropped(plan)  # e.g. Philips trace files
 
     for path, reason in sorted(failures.items()):
         warnings.append(f"unreadable file {path} dropped ({reason}); treated as a missing slice")

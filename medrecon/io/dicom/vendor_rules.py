@@ -25,6 +25,7 @@ __all__ = [
     "apply_plan_rules",
     "check_options",
     "flip_reversed_rows",
+    "plan_dropped",
     "plan_facts",
     "plan_notes",
     "precise_note",
@@ -50,6 +51,11 @@ def apply_plan_rules(plans: list[StackPlan], *, derived_dwi: str = "drop") -> li
 def plan_notes(plan: StackPlan) -> list[str]:
     """Warnings the plan-level rules attached to ``plan``."""
     return list(getattr(plan, "notes", []))
+
+
+def plan_dropped(plan: StackPlan) -> list:
+    """Files whose every slice a plan-level rule removed (``SkippedFile`` list)."""
+    return list(getattr(plan, "dropped_files", []))
 
 
 def plan_facts(plan: StackPlan) -> dict[str, object]:
