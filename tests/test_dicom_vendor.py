@@ -9,6 +9,7 @@ the expected values are computed from the stored pixels directly.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +21,7 @@ from vendor_synth import (
     ge_pepolar_series,
     philips_classic_mr,
     philips_dwi_series,
+    uih_vframe_grid,
 )
 
 import medrecon
@@ -285,3 +287,22 @@ def test_run_refuses_colour(ct_source, tmp_path):
         _load_series(tmp_path / "c", "CT", None, None, "study c", [])
     with pytest.raises(MedreconError, match="colour"):  # when chosen explicitly too
         _load_series(tmp_path / "c", "CT", None, 201, "study c", [])
+
+
+# -- UIH VFRAME grids ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options", [{}, {"descending": True}, {"positions": False}], ids=["asc", "desc", "no-positions"]
+)
+def test_uih_vframe_grid_matches_the_real_slices(ct_source, tmp_path, options):
+    used = uih_vframe_grid(ct_source, tmp_path / "grid", n=5, **options)  # 2 x 3 grid, 1 empty
+    (tmp_path / "ref").mkdir()
+    for path in used:
+        shutil.copyfile(path, tmp_path / "ref" / path.name)
+    volume = medrecon.load(tmp_path / "grid")
+    reference = medrecon.load(tmp_path / "ref")  # the same 5 slices as classic files
+    assert volume.shape == reference.shape == (512, 512, 5)
+    np.testing.assert_array_equal(volume.array, reference.array)
+    np.testing.assert_allclose(volume.affine, reference.affine, atol=1e-6)
+    stepped = any("without per-slice positions" in w for w in volume.meta.warnings)
+    assert stepped == (options == {"positions": False})
+    assert scan(tmp_path / "grid").series[0].shape == (512, 512, 5)

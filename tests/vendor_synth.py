@@ -23,6 +23,7 @@ __all__ = [
     "philips_classic_mr",
     "philips_dwi_series",
     "rgb_of",
+    "uih_vframe_grid",
 ]
 
 PHILIPS_CREATOR = "Philips MR Imaging DD 001"
@@ -191,3 +192,57 @@ def colour_series(
         else:
             _save(ds, dst / f"c{k}.dcm")
     return out
+
+
+UIH_TEST_CREATOR = "MEDRECON TEST UIH"  # any creator: the loader reads (0065,xx50/51) by number
+
+
+def uih_vframe_grid(
+    src: Path, dst: Path, *, n: int = 5, positions: bool = True, descending: bool = False
+) -> list[Path]:
+    """One UIH "VFRAME" file holding ``n`` real slices as a grid (ceil(sqrt(n)) columns).
+
+    Tiles are the real slices in ascending (or ``descending``) order; the private
+    (0065,1051) sequence gives each tile's ImagePositionPatient when ``positions``.
+    Returns the real slice files used, in tile order.
+    """
+    sources = slice_files(src)[:n]
+    if descending:
+        sources = sources[::-1]
+    slices = [pydicom.dcmread(p) for p in sources]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    tr, tc = int(slices[0].Rows), int(slices[0].Columns)
+    image = np.zeros((rows * tr, cols * tc), dtype=np.uint16)
+    for k, s in enumerate(slices):
+        r, c = divmod(k, cols)
+        image[r * tr : (r + 1) * tr, c * tc : (c + 1) * tc] = s.pixel_array
+    ds = slices[0]
+    _as_mr(ds, "UIH", generate_uid())
+    new_instance(ds)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "VFRAME"]
+    ds.Rows, ds.Columns = image.shape
+    ds.PixelData = image.astype("<u2").tobytes()
+    ds.SpacingBetweenSlices = abs(
+        float(
+            np.dot(
+                np.subtract(slices[1].ImagePositionPatient, slices[0].ImagePositionPatient),
+                np.cross(
+                    [float(v) for v in ds.ImageOrientationPatient[:3]],
+                    [float(v) for v in ds.ImageOrientationPatient[3:]],
+                ),
+            )
+        )
+    )
+    block = ds.private_block(0x0065, UIH_TEST_CREATOR, create=True)
+    block.add_new(0x50, "DS", str(n))
+    if positions:
+        items = []
+        for s in slices:
+            item = Dataset()
+            item.ImagePositionPatient = s.ImagePositionPatient
+            items.append(item)
+        block.add_new(0x51, "SQ", items)
+    dst.mkdir(parents=True, exist_ok=True)
+    _save(ds, dst / "grid.dcm")
+    return sources

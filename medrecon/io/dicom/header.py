@@ -285,6 +285,10 @@ def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
         from medrecon.io.dicom.mosaic import mosaic_tiles
 
         return mosaic_tiles(ds, rec)
+    if "VFRAME" in rec.image_type and rec.vendor.manufacturer == "UIH":
+        from medrecon.io.dicom.uih import grid_tiles
+
+        return grid_tiles(ds, rec)
     return [rec]
 
 

@@ -114,6 +114,10 @@ def _decode_file(path: str, first: SliceHeader) -> np.ndarray:
             first.mosaic_tiles,
             int(ds[0x0019, 0x100A].value) if (0x0019, 0x100A) in ds else first.mosaic_tiles**2,
         )
+    if first.kind == "grid":  # UIH VFRAME
+        from medrecon.io.dicom.uih import split_grid, uih_slice_count
+
+        return split_grid(arr, first.rows, first.cols, uih_slice_count(ds) or 1)
     if arr.ndim == 2 or (arr.ndim == 3 and first.samples_per_pixel > 1):
         arr = arr[None]  # one frame: (1, rows, cols[, samples])
     return arr

@@ -197,6 +197,7 @@ def assemble_stack(
             "load with tilt='correct' (the default) to resample onto an orthogonal grid."
         )
     warnings = geometry.warnings + vendor_rules.plan_notes(plan) + warnings
+    warnings += sorted({r.vendor.note for r in good if r.vendor.note})  # e.g. UIH grid
 
     ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
     colour = plan.first.samples_per_pixel > 1

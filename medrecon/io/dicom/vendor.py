@@ -43,6 +43,7 @@ class VendorInfo:
     #: forward (alternating), 3 forward then reversed; None when not pepolar.
     ge_pepolar_mode: int | None = None
     temporal_position: int | None = None  # (0020,0100), numbers the pepolar volumes
+    note: str | None = None  # what a header-level vendor rule assumed, for meta.warnings
 
 
 def manufacturer_of(ds: Dataset) -> str:
