@@ -131,6 +131,16 @@ def test_non_philips_and_philips_ct_are_unchanged(dicom_dir):
     assert ct.array.dtype == np.int16
 
 
+def test_info_cli_names_the_scaling(dicom_dir, capsys):
+    from medrecon.cli.main import main
+
+    src = str(dicom_dir / "enhanced-multiframe" / "in" / "Philips")
+    assert main(["info", src]) == 0
+    assert capsys.readouterr().out.count("Philips precise floating-point values") == 2
+    assert main(["info", src, "--philips-scaling", "display"]) == 0
+    assert capsys.readouterr().out.count("Philips display values") == 2
+
+
 def test_convert_sidecar_and_cli_option(dicom_dir, tmp_path):
     from medrecon.cli.main import main
 

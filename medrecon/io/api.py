@@ -139,7 +139,8 @@ def read(
         if select is not None:
             from medrecon.io.dicom.stack import summarize_stack
 
-            plans = [plans[i] for i in select([summarize_stack(pl) for pl in plans])]
+            summaries = [summarize_stack(pl, philips_scaling=philips_scaling) for pl in plans]
+            plans = [plans[i] for i in select(summaries)]
         volumes = []
         for plan in plans:
             try:
@@ -169,12 +170,22 @@ def _replace_all(text: str, names: dict[str, str]) -> str:
     return text
 
 
-def scan(path: str | Path, *, workers: int | None = None, derived_dwi: str = "drop") -> ScanReport:
-    """Describe the series under ``path`` from headers only (no pixels are decoded)."""
+def scan(
+    path: str | Path,
+    *,
+    workers: int | None = None,
+    philips_scaling: str = "precise",
+    derived_dwi: str = "drop",
+) -> ScanReport:
+    """Describe the series under ``path`` from headers only (no pixels are decoded).
+
+    ``philips_scaling`` and ``derived_dwi`` as for ``read`` (they change the
+    summaries' notes and shapes the way loading would).
+    """
     p = _check(path, "resample", "correct")
     from medrecon.io.dicom.vendor_rules import apply_plan_rules, check_options
 
-    check_options("precise", derived_dwi)
+    check_options(philips_scaling, derived_dwi)
     ext = _suffix(p)
     if p.is_file() and (ext in _NIFTI or ext in _ITK):
         from medrecon.io.report import SeriesSummary
@@ -203,7 +214,8 @@ def scan(path: str | Path, *, workers: int | None = None, derived_dwi: str = "dr
         skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in headers.skipped]
         if not plans:
             raise _no_images(p, headers.n_files, skipped)
-        return ScanReport(str(p), headers.n_files, [summarize_stack(pl) for pl in plans], skipped)
+        summaries = [summarize_stack(pl, philips_scaling=philips_scaling) for pl in plans]
+        return ScanReport(str(p), headers.n_files, summaries, skipped)
 
 
 def load_all(path: str | Path, **options) -> list[Volume]:

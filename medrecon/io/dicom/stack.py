@@ -60,12 +60,15 @@ def _frame_axis(groups: list[list[SliceHeader]]) -> str:
     return "repetition"
 
 
-def summarize_stack(plan: StackPlan) -> SeriesSummary:
+def summarize_stack(plan: StackPlan, *, philips_scaling: str = "precise") -> SeriesSummary:
     """Describe the volume a plan will make, from headers only."""
     groups = plan.position_groups()
     frames, groups = _layout(groups)
     geometry = _geometry(plan, [g[0] for g in groups])
     warnings = list(geometry.warnings) + vendor_rules.plan_notes(plan)
+    _, _, scaling, notes = vendor_rules.scale_factors(plan.records, philips_scaling)
+    warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
+    warnings += sorted({r.vendor.note for r in plan.records if r.vendor.note})
     if frames == 1:
         dup = sum(len(g) - 1 for g in groups)
         if dup:

@@ -99,9 +99,15 @@ def _decimal_string(element: Any) -> int | None:
 
 
 def _private(ds: Dataset | None, tag: tuple[int, int], little_endian: bool) -> float | None:
+    """A private FL value (dcm2niix reads these by number, 4 bytes); None otherwise."""
     if ds is None or tag not in ds:
         return None
-    return _float(ds[tag].value, little_endian)
+    element = ds[tag]
+    if element.VR not in ("FL", "UN") or (
+        isinstance(element.value, bytes) and len(element.value) != 4
+    ):
+        return None
+    return _float(element.value, little_endian)
 
 
 def _first_item(ds: Dataset | None, tag: Any) -> Dataset | None:
