@@ -301,7 +301,9 @@ def test_run_refuses_colour(ct_source, tmp_path):
 
 # -- UIH VFRAME grids ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "options", [{}, {"descending": True}, {"positions": False}], ids=["asc", "desc", "no-positions"]
+    "options",
+    [{}, {"descending": True}, {"positions": False}, {"top_position": False}],
+    ids=["asc", "desc", "no-item-positions", "no-file-position"],
 )
 def test_uih_vframe_grid_matches_the_real_slices(ct_source, tmp_path, options):
     used = uih_vframe_grid(ct_source, tmp_path / "grid", n=5, **options)  # 2 x 3 grid, 1 empty
@@ -316,3 +318,33 @@ def test_uih_vframe_grid_matches_the_real_slices(ct_source, tmp_path, options):
     stepped = any("without per-slice positions" in w for w in volume.meta.warnings)
     assert stepped == (options == {"positions": False})
     assert scan(tmp_path / "grid").series[0].shape == (512, 512, 5)
+
+
+def test_uih_vframe_real_dcm_qa_uih_matches_dcm2niix(dicom_dir):
+    """Real UIH DTI grids (dcm_qa_uih, BSD-2) when copied to dicom/uih-vframe/{in,dcm2niix-ref}."""
+    root = dicom_dir / "uih-vframe"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found (copy dcm_qa_uih's In/ and Ref/ there to run this check)")
+    loaded = [
+        medrecon.load(folder)
+        for folder in sorted((root / "in").rglob("*SaveBySlc*"))
+        if folder.is_dir()
+    ]
+    refs = sorted((root / "dcm2niix-ref").glob("dti_*.nii*"))
+    assert loaded and refs
+    for ref in refs:  # each of dcm2niix's volumes is one of ours: same shape, data, affine
+        img = nib.load(ref)
+        theirs = _canonical(img.get_fdata(dtype=np.float64), img.affine)
+        canon = nib.as_closest_canonical(img).affine
+        assert any(
+            _canonical(v.array, v.affine).shape == theirs.shape
+            and np.array_equal(_canonical(v.array, v.affine), theirs)
+            and np.allclose(
+                nib.as_closest_canonical(
+                    nib.Nifti1Image(np.zeros(v.shape, np.uint8), v.affine)
+                ).affine,
+                canon,
+                atol=1e-4,
+            )
+            for v in loaded
+        ), ref.name

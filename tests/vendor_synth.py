@@ -198,13 +198,20 @@ UIH_TEST_CREATOR = "MEDRECON TEST UIH"  # any creator: the loader reads (0065,xx
 
 
 def uih_vframe_grid(
-    src: Path, dst: Path, *, n: int = 5, positions: bool = True, descending: bool = False
+    src: Path,
+    dst: Path,
+    *,
+    n: int = 5,
+    positions: bool = True,
+    descending: bool = False,
+    top_position: bool = True,
 ) -> list[Path]:
     """One UIH "VFRAME" file holding ``n`` real slices as a grid (ceil(sqrt(n)) columns).
 
     Tiles are the real slices in ascending (or ``descending``) order; the private
     (0065,1051) sequence gives each tile's ImagePositionPatient when ``positions``.
-    Returns the real slice files used, in tile order.
+    Without ``top_position`` the file has no ImagePositionPatient of its own, as
+    real UIH VFRAME files (dcm_qa_uih) have. Returns the slice files, in tile order.
     """
     sources = slice_files(src)[:n]
     if descending:
@@ -243,6 +250,8 @@ def uih_vframe_grid(
             item.ImagePositionPatient = s.ImagePositionPatient
             items.append(item)
         block.add_new(0x51, "SQ", items)
+    if not top_position:
+        del ds.ImagePositionPatient
     dst.mkdir(parents=True, exist_ok=True)
     _save(ds, dst / "grid.dcm")
     return sources

@@ -261,11 +261,16 @@ def _temporal_key(ds: Dataset) -> tuple[Any, ...]:
 
 
 def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
-    if "ImageOrientationPatient" not in ds or "ImagePositionPatient" not in ds:
+    position = ds.get("ImagePositionPatient")
+    if position is None:
+        from medrecon.io.dicom.uih import vframe_first_position
+
+        position = vframe_first_position(ds)  # UIH grids may keep positions per slice only
+    if "ImageOrientationPatient" not in ds or position is None:
         raise SkipFile("no image geometry (ImageOrientationPatient/ImagePositionPatient missing)")
     path = base["path"]
     iop = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
-    ipp = _floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path)
+    ipp = _floats(position, 3, "ImagePositionPatient", path)
     spacing = _floats(ds.get("PixelSpacing") or [1.0, 1.0], 2, "PixelSpacing", path)
     rec = SliceHeader(
         frame=None,

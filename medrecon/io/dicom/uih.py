@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from medrecon.io.dicom.header import SkipFile, SliceHeader, with_position
 
-__all__ = ["grid_tiles", "split_grid", "uih_slice_count"]
+__all__ = ["grid_tiles", "split_grid", "uih_slice_count", "vframe_first_position"]
 
 _N_SLICES = (0x0065, 0x1050)  # DS
 _VFRAME_SEQUENCE = (0x0065, 0x1051)  # SQ, one item per slice
@@ -67,6 +67,16 @@ def _item_positions(ds: Dataset, n: int) -> list[tuple[float, float, float]] | N
     except (AttributeError, TypeError, ValueError):  # unparsed (UN) or incomplete items
         return None
     return out  # type: ignore[return-value]
+
+
+def vframe_first_position(ds: Dataset) -> list[float] | None:
+    """The first slice's position of a UIH VFRAME file that has no top-level one."""
+    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    if "VFRAME" not in image_type or "UIH" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    n = uih_slice_count(ds)
+    positions = _item_positions(ds, n) if n else None
+    return list(positions[0]) if positions else None
 
 
 def grid_tiles(ds: Dataset, rec: SliceHeader) -> list[SliceHeader]:
