@@ -28,7 +28,12 @@ from medrecon.io.dicom.header import SliceHeader
 
 __all__ = ["flip_reversed_rows", "is_reversed_polarity", "split_pepolar"]
 
-_MODES = {1: "all volumes reversed", 2: "reversed/forward alternating", 3: "forward/reversed"}
+_MODES = {
+    0: "forward (no volume reversed)",
+    1: "all volumes reversed",
+    2: "reversed/forward alternating",
+    3: "forward/reversed",
+}
 
 
 def is_reversed_polarity(rec: SliceHeader) -> bool:
