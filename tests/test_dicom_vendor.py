@@ -348,3 +348,23 @@ def test_uih_vframe_real_dcm_qa_uih_matches_dcm2niix(dicom_dir):
             )
             for v in loaded
         ), ref.name
+
+
+@pytest.mark.parametrize(
+    ("text", "vendor"),
+    [
+        ("GE MEDICAL SYSTEMS", "GE"),
+        ("GE HEALTHCARE", "GE"),
+        ("Philips Medical Systems", "PHILIPS"),
+        ("UIH", "UIH"),
+        ("XYZ IMAGE SYSTEMS", "XYZ IMAGE SYSTEMS"),  # 'GE' inside a word is not GE
+    ],
+)
+def test_manufacturer_names(text, vendor):
+    from pydicom.dataset import Dataset
+
+    from medrecon.io.dicom.vendor import manufacturer_of
+
+    ds = Dataset()
+    ds.Manufacturer = text
+    assert manufacturer_of(ds) == vendor

@@ -48,11 +48,12 @@ class VendorInfo:
 
 def manufacturer_of(ds: Dataset) -> str:
     """A short upper-case vendor name from Manufacturer (0008,0070)."""
-    text = str(ds.get("Manufacturer", "") or "").upper()
+    text = str(ds.get("Manufacturer", "") or "").upper().strip()
+    words = text.replace("_", " ").split()
+    if words and words[0] in ("GE", "GEMS"):  # "GE MEDICAL SYSTEMS", "GE HEALTHCARE"
+        return "GE"
     for key, name in (
         ("PHILIPS", "PHILIPS"),
-        ("GE ", "GE"),
-        ("GE_", "GE"),
         ("GENERAL ELECTRIC", "GE"),
         ("SIEMENS", "SIEMENS"),
         ("UIH", "UIH"),
@@ -60,9 +61,9 @@ def manufacturer_of(ds: Dataset) -> str:
         ("CANON", "CANON"),
         ("TOSHIBA", "CANON"),
     ):
-        if key in text + " ":
+        if key in text:
             return name
-    return text.strip()
+    return text
 
 
 def _float(value: Any, little_endian: bool = True) -> float | None:
