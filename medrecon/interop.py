@@ -40,6 +40,9 @@ _TIME_UNIT_TO_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
 # -- nibabel ------------------------------------------------------------------------------
+_RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
 def volume_to_nibabel(vol: Volume) -> nib.Nifti1Image:
     """A NIfTI-1 image holding ``vol.array`` as is, sform = qform = affine (code 1)."""
     import nibabel as nib
@@ -48,6 +51,9 @@ def volume_to_nibabel(vol: Volume) -> nib.Nifti1Image:
     if array.dtype == np.bool_:
         # NIfTI has no boolean type; uint8 is what every viewer expects for masks.
         array = array.astype(np.uint8)
+    if vol.meta.frame_axis == "rgb" and array.ndim == 4 and array.shape[3] == 3:
+        # Colour: NIfTI RGB24 (one voxel of three uint8 samples), as dcm2niix writes it.
+        array = np.ascontiguousarray(array, dtype=np.uint8).view(_RGB24).reshape(array.shape[:3])
     # An explicit dtype keeps int64/uint64 as they are (nibabel refuses to guess them).
     img = nib.Nifti1Image(array, vol.affine, dtype=array.dtype)
     header = img.header
@@ -79,6 +85,10 @@ def volume_from_nibabel(img: Any, meta: VolumeMeta | None = None) -> Volume:
             "3D volumes and 4D series only. Split the image into 3D/4D volumes first."
         )
     array = _nibabel_array(img).reshape(shape)
+    if array.dtype.names == _RGB24.names and len(shape) == 3:
+        # RGB24 NIfTI: the samples become a trailing axis, as colour DICOM loads.
+        array = np.stack([array[c] for c in _RGB24.names], axis=-1)
+        meta.frame_axis = "rgb"
     affine = np.array(img.affine, dtype=np.float64)
 
     header = getattr(img, "header", None)

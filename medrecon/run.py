@@ -127,6 +127,11 @@ def _load_series(path: Path, modality, modalities, series, where: str, warnings:
     if picked:
         logger.info("%s: %s", where, picked[0])
     volume = result.volumes[0]
+    if volume.meta.frame_axis == "rgb":
+        raise InputError(
+            f"{where}: the volume is a colour (RGB) image {volume.shape}; segmentation needs a "
+            "greyscale 3D volume (CT or MR). Pass --series to choose a greyscale series."
+        )
     if volume.array.ndim != 3:
         raise InputError(
             f"{where}: the volume is 4D {volume.shape}; segmentation needs one 3D volume. "

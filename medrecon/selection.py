@@ -60,6 +60,8 @@ def _unsuitable(
     wanted = {m.upper() for m in modalities or ()}
     if not modality and modalities is not None and tag not in UNTAGGED and tag not in wanted:
         return f"modality {s.modality}, {_NO_PIPELINE}"
+    if s.frame_axis == "rgb":
+        return "colour (RGB) image, pipeline wants a greyscale 3D volume"
     if len(s.shape) != 3:
         return f"{len(s.shape)}D (a repeated acquisition), pipeline wants one 3D volume"
     if s.shape[2] < MIN_SLICES:

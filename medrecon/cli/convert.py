@@ -28,6 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="correct",
         help="gantry tilt: resample onto an orthogonal grid (default) or refuse",
     )
+    p.add_argument(
+        "--philips-scaling",
+        choices=("precise", "display"),
+        default="precise",
+        help="Philips MR values: precise floating point, display / (RescaleSlope x "
+        "ScaleSlope), as dcm2niix (default), or the display values",
+    )
+    p.add_argument(
+        "--derived-dwi",
+        choices=("drop", "split", "keep"),
+        default="drop",
+        help="Philips derived trace/ADC frames in a diffusion series: drop them (default, "
+        "as dcm2niix), write them as a separate volume, or keep them in the 4D volume",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(run=run)
     return p
@@ -35,7 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     written = convert(
-        args.input, args.output, overwrite=args.overwrite, uneven=args.uneven, tilt=args.tilt
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        uneven=args.uneven,
+        tilt=args.tilt,
+        philips_scaling=args.philips_scaling,
+        derived_dwi=args.derived_dwi,
     )
     for path in written:
         print(path)

@@ -19,6 +19,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the series in a DICOM folder/zip or image file")
     p.add_argument("input", help="DICOM folder, zip, DICOMDIR, DICOM file, NIfTI, NRRD or MHA")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--philips-scaling",
+        choices=("precise", "display"),
+        default="precise",
+        help="Philips MR values the volumes would hold (as for convert; shown in the notes)",
+    )
+    p.add_argument(
+        "--derived-dwi",
+        choices=("drop", "split", "keep"),
+        default="drop",
+        help="Philips derived trace/ADC frames: as for convert (changes the listed volumes)",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -63,7 +75,7 @@ def format_report(report: ScanReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = scan(args.input)
+    report = scan(args.input, philips_scaling=args.philips_scaling, derived_dwi=args.derived_dwi)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

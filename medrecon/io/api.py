@@ -93,6 +93,8 @@ def read(
     tilt: str = "correct",
     workers: int | None = None,
     select: Callable[[list[SeriesSummary]], Sequence[int]] | None = None,
+    philips_scaling: str = "precise",
+    derived_dwi: str = "drop",
 ) -> LoadResult:
     """Read every volume under ``path``.
 
@@ -102,8 +104,16 @@ def read(
     orthogonal grid; "error" refuses them. ``workers``: header-reading processes.
     ``select``: for DICOM, called with the header summary of every volume-to-be; it
     returns the indices to decode (so unwanted series cost no pixel decoding).
+    ``philips_scaling``: "precise" (default, as dcm2niix) stores Philips MR
+    floating-point values, display / (RescaleSlope x ScaleSlope (2005,100E));
+    "display" stores RescaleSlope/Intercept values. ``derived_dwi``: Philips
+    derived trace/ADC frames in a diffusion series are "drop"ped (default, as
+    dcm2niix), "split" into their own volume, or "keep"t. See docs/loading.md.
     """
     p = _check(path, uneven, tilt)
+    from medrecon.io.dicom.vendor_rules import apply_plan_rules, check_options
+
+    check_options(philips_scaling, derived_dwi)
     ext = _suffix(p)
     if p.is_file() and ext in _NIFTI:
         from medrecon.io.nifti import read_nifti
@@ -121,7 +131,7 @@ def read(
     with _dicom_files(p) as (files, names):
         headers = read_headers(files, workers=workers)
         skipped = list(headers.skipped)
-        plans = group_slices(headers.slices)
+        plans = apply_plan_rules(group_slices(headers.slices), derived_dwi=derived_dwi)
         if not plans:
             raise _no_images(
                 p, headers.n_files, [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
@@ -129,11 +139,14 @@ def read(
         if select is not None:
             from medrecon.io.dicom.stack import summarize_stack
 
-            plans = [plans[i] for i in select([summarize_stack(pl) for pl in plans])]
+            summaries = [summarize_stack(pl, philips_scaling=philips_scaling) for pl in plans]
+            plans = [plans[i] for i in select(summaries)]
         volumes = []
         for plan in plans:
             try:
-                volume, dropped = assemble_stack(plan, uneven=uneven, tilt=tilt)
+                volume, dropped = assemble_stack(
+                    plan, uneven=uneven, tilt=tilt, philips_scaling=philips_scaling
+                )
             except MedreconError as exc:
                 if not names:
                     raise
@@ -157,9 +170,22 @@ def _replace_all(text: str, names: dict[str, str]) -> str:
     return text
 
 
-def scan(path: str | Path, *, workers: int | None = None) -> ScanReport:
-    """Describe the series under ``path`` from headers only (no pixels are decoded)."""
+def scan(
+    path: str | Path,
+    *,
+    workers: int | None = None,
+    philips_scaling: str = "precise",
+    derived_dwi: str = "drop",
+) -> ScanReport:
+    """Describe the series under ``path`` from headers only (no pixels are decoded).
+
+    ``philips_scaling`` and ``derived_dwi`` as for ``read`` (they change the
+    summaries' notes and shapes the way loading would).
+    """
     p = _check(path, "resample", "correct")
+    from medrecon.io.dicom.vendor_rules import apply_plan_rules, check_options
+
+    check_options(philips_scaling, derived_dwi)
     ext = _suffix(p)
     if p.is_file() and (ext in _NIFTI or ext in _ITK):
         from medrecon.io.report import SeriesSummary
@@ -184,11 +210,12 @@ def scan(path: str | Path, *, workers: int | None = None) -> ScanReport:
 
     with _dicom_files(p) as (files, names):
         headers = read_headers(files, workers=workers)
-        plans = group_slices(headers.slices)
+        plans = apply_plan_rules(group_slices(headers.slices), derived_dwi=derived_dwi)
         skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in headers.skipped]
         if not plans:
             raise _no_images(p, headers.n_files, skipped)
-        return ScanReport(str(p), headers.n_files, [summarize_stack(pl) for pl in plans], skipped)
+        summaries = [summarize_stack(pl, philips_scaling=philips_scaling) for pl in plans]
+        return ScanReport(str(p), headers.n_files, summaries, skipped)
 
 
 def load_all(path: str | Path, **options) -> list[Volume]:

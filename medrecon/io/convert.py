@@ -61,6 +61,8 @@ def sidecar(volume: Volume) -> dict[str, Any]:
         "Warnings": list(meta.warnings),
         "SourceFileCount": len(meta.source_files),
         "SourceFiles": list(meta.source_files),
+        # Vendor rules applied (Philips scale factors and choice, derived frames, GE pepolar).
+        **meta.extra.get("vendor", {}),
         "ConversionSoftware": f"medrecon {__version__}",
     }
 

@@ -31,6 +31,8 @@ class SeriesSummary:
     orientation: str
     distinguishing: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: "rgb" for a colour volume (i, j, k, 3); other 4D axes are not named from headers.
+    frame_axis: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -17,6 +17,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medrecon.io.dicom.vendor import VendorInfo, read_vendor
+
 __all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ _NON_IMAGE_ROOTS: tuple[tuple[str, str], ...] = (
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SCANOGRAM"}
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _DEFER = 2048  # bytes: larger values (pixels, big private blobs) are left on disk
+_NO_VENDOR_FACTS = VendorInfo()  # frozen: one shared default
 
 
 class SkipFile(Exception):
@@ -92,6 +95,8 @@ class SliceHeader:
     spacing_between_slices: float | None
     gantry_tilt: float | None
     n_frames: int  # frames in the file
+    samples_per_pixel: int = 1  # 3 for colour (RGB after decoding)
+    vendor: VendorInfo = _NO_VENDOR_FACTS  # private/vendor facts for the vendor rules
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -173,8 +178,9 @@ def _classify(ds: Dataset) -> None:
         raise SkipFile("secondary capture (screenshot, dose sheet or report)")
     if (0x7FE0, 0x0010) not in ds and "FloatPixelData" not in ds:
         raise SkipFile("no pixel data (not an image)")
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise SkipFile("colour image (SamplesPerPixel > 1), not a greyscale slice stack")
+    from medrecon.io.dicom.colour import check_colour
+
+    check_colour(ds)
 
 
 def _seq_item(group: Dataset | None, keyword: str) -> Dataset | None:
@@ -240,6 +246,7 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
         "spacing_between_slices": _opt_float(ds.get("SpacingBetweenSlices")),
         "gantry_tilt": _opt_float(ds.get("GantryDetectorTilt")),
         "n_frames": int(ds.get("NumberOfFrames", 1) or 1),
+        "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
     }
 
 
@@ -254,11 +261,16 @@ def _temporal_key(ds: Dataset) -> tuple[Any, ...]:
 
 
 def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
-    if "ImageOrientationPatient" not in ds or "ImagePositionPatient" not in ds:
+    position = ds.get("ImagePositionPatient")
+    if position is None:
+        from medrecon.io.dicom.uih import vframe_first_position
+
+        position = vframe_first_position(ds)  # UIH grids may keep positions per slice only
+    if "ImageOrientationPatient" not in ds or position is None:
         raise SkipFile("no image geometry (ImageOrientationPatient/ImagePositionPatient missing)")
     path = base["path"]
     iop = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
-    ipp = _floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path)
+    ipp = _floats(position, 3, "ImagePositionPatient", path)
     spacing = _floats(ds.get("PixelSpacing") or [1.0, 1.0], 2, "PixelSpacing", path)
     rec = SliceHeader(
         frame=None,
@@ -271,12 +283,17 @@ def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
         echo_number=_opt_int(ds.get("EchoNumbers")),
         echo_time=_opt_float(ds.get("EchoTime")),
         temporal=_temporal_key(ds),
+        vendor=read_vendor(ds),
         **base,
     )
     if "MOSAIC" in rec.image_type:
         from medrecon.io.dicom.mosaic import mosaic_tiles
 
         return mosaic_tiles(ds, rec)
+    if "VFRAME" in rec.image_type and rec.vendor.manufacturer == "UIH":
+        from medrecon.io.dicom.uih import grid_tiles
+
+        return grid_tiles(ds, rec)
     return [rec]
 
 
@@ -327,6 +344,7 @@ def _multi_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
                 # Within one file the temporal index orders frames; across files the
                 # file's own acquisition/instance keys do.
                 temporal=(_opt_int(temporal_index) or 0, *file_temporal, str(acq_time or "")),
+                vendor=read_vendor(ds, pf, shared),
                 **fields,
             )
         )

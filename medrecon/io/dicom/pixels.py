@@ -114,14 +114,18 @@ def _decode_file(path: str, first: SliceHeader) -> np.ndarray:
             first.mosaic_tiles,
             int(ds[0x0019, 0x100A].value) if (0x0019, 0x100A) in ds else first.mosaic_tiles**2,
         )
-    if arr.ndim == 2:
-        arr = arr[None]
+    if first.kind == "grid":  # UIH VFRAME
+        from medrecon.io.dicom.uih import split_grid, uih_slice_count
+
+        return split_grid(arr, first.rows, first.cols, uih_slice_count(ds) or 1)
+    if arr.ndim == 2 or (arr.ndim == 3 and first.samples_per_pixel > 1):
+        arr = arr[None]  # one frame: (1, rows, cols[, samples])
     return arr
 
 
 def _decode_group(path: str, recs: list[SliceHeader]) -> list[np.ndarray]:
     first = recs[0]
-    if first.kind == "single" and first.pixel_offset is not None:
+    if first.kind == "single" and first.pixel_offset is not None and first.samples_per_pixel == 1:
         return [_read_native(first)]
     frames = _decode_file(path, first)
     out = []

@@ -12,6 +12,8 @@ from collections import Counter
 import numpy as np
 
 from medrecon.errors import DicomError, DuplicateSliceError, UnevenSpacingError
+from medrecon.io.dicom import vendor_rules
+from medrecon.io.dicom.colour import COLOUR_AXIS, stack_colour
 from medrecon.io.dicom.geometry import StackGeometry, plan_stack_geometry
 from medrecon.io.dicom.group import StackPlan, orientation_name
 from medrecon.io.dicom.header import SliceHeader
@@ -58,12 +60,15 @@ def _frame_axis(groups: list[list[SliceHeader]]) -> str:
     return "repetition"
 
 
-def summarize_stack(plan: StackPlan) -> SeriesSummary:
+def summarize_stack(plan: StackPlan, *, philips_scaling: str = "precise") -> SeriesSummary:
     """Describe the volume a plan will make, from headers only."""
     groups = plan.position_groups()
     frames, groups = _layout(groups)
     geometry = _geometry(plan, [g[0] for g in groups])
-    warnings = list(geometry.warnings)
+    warnings = list(geometry.warnings) + vendor_rules.plan_notes(plan)
+    _, _, scaling, notes = vendor_rules.scale_factors(plan.records, philips_scaling)
+    warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
+    warnings += sorted({r.vendor.note for r in plan.records if r.vendor.note})
     if frames == 1:
         dup = sum(len(g) - 1 for g in groups)
         if dup:
@@ -71,6 +76,8 @@ def summarize_stack(plan: StackPlan) -> SeriesSummary:
     if plan.copies:
         warnings.append(f"{len(plan.copies)} duplicate file(s) of the same image")
     shape = (*geometry.shape, frames) if frames > 1 else geometry.shape
+    if plan.first.samples_per_pixel > 1:
+        shape = (*geometry.shape, plan.first.samples_per_pixel)  # colour: (i, j, k, 3)
     first = plan.first
     return SeriesSummary(
         series_uid=first.series_uid,
@@ -84,6 +91,7 @@ def summarize_stack(plan: StackPlan) -> SeriesSummary:
         orientation=orientation_name(first.iop),
         distinguishing=dict(plan.distinguishing),
         warnings=warnings,
+        frame_axis=COLOUR_AXIS if plan.first.samples_per_pixel > 1 else None,
     )
 
 
@@ -110,15 +118,23 @@ def _drop_repeated_frames(
 
 
 def assemble_stack(
-    plan: StackPlan, *, uneven: str = "resample", tilt: str = "correct"
+    plan: StackPlan,
+    *,
+    uneven: str = "resample",
+    tilt: str = "correct",
+    philips_scaling: str = "precise",
 ) -> tuple[Volume, list[SkippedFile]]:
-    """Decode and place one stack; returns the volume and the files dropped from it."""
+    """Decode and place one stack; returns the volume and the files dropped from it.
+
+    ``philips_scaling``: "precise" (Philips floating-point values, as dcm2niix) or
+    "display" (RescaleSlope/Intercept only); see ``philips.scale_factors``.
+    """
     copies = [c for _, c in plan.copies]
     records = plan.records
     arrays, failures = decode_slices(records + copies)
     pixels = {id(r): a for r, a in zip(records + copies, arrays)}
     warnings: list[str] = []
-    dropped: list[SkippedFile] = []
+    dropped: list[SkippedFile] = vendor_rules.plan_dropped(plan)  # e.g. Philips trace files
 
     for path, reason in sorted(failures.items()):
         warnings.append(f"unreadable file {path} dropped ({reason}); treated as a missing slice")
@@ -143,6 +159,7 @@ def assemble_stack(
             f"{_where(records[0])}: no slice could be decoded "
             f"({len(failures)} file(s) failed, e.g. {next(iter(failures.values()), '?')})."
         )
+    flipped = vendor_rules.flip_reversed_rows(good, pixels)  # GE epi_pepolar
     frames, groups = _layout(plan.position_groups(good))
     if frames > 1:
         groups, repeats = _drop_repeated_frames(groups, pixels)
@@ -182,26 +199,40 @@ def assemble_stack(
             f"{where}: slices are sheared by a gantry tilt of {geometry.tilt_deg:.2f} degrees; "
             "load with tilt='correct' (the default) to resample onto an orthogonal grid."
         )
-    warnings = geometry.warnings + warnings
+    warnings = geometry.warnings + vendor_rules.plan_notes(plan) + warnings
+    warnings += sorted({r.vendor.note for r in good if r.vendor.note})  # e.g. UIH grid
 
     ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
-    values = rescale_stack(
-        [pixels[id(r)] for r in ordered],
-        np.array([r.slope for r in ordered]),
-        np.array([r.intercept for r in ordered]),
-    )
+    colour = plan.first.samples_per_pixel > 1
+    facts = vendor_rules.plan_facts(plan)
+    if flipped:
+        facts["RowsFlippedBack"] = flipped
+    if colour:
+        if frames > 1:
+            raise DicomError(
+                f"{where}: a colour series with {frames} frames per position; medrecon "
+                "loads colour as one (i, j, k, 3) volume. Split the frames into folders."
+            )
+        values = stack_colour([pixels[id(r)] for r in ordered], where)
+    else:
+        slopes, intercepts, scaling, notes = vendor_rules.scale_factors(ordered, philips_scaling)
+        values = rescale_stack([pixels[id(r)] for r in ordered], slopes, intercepts)
+        facts.update(scaling)
+        warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
     pixels.clear()  # the stored slices are no longer needed: free them before resampling
     n = len(groups)
     volumes = []
     for t in range(frames):
-        block = values[t * n : (t + 1) * n]  # (slices, rows, cols)
+        block = values[t * n : (t + 1) * n]  # (slices, rows, cols[, 3])
         if geometry.needs_resampling:
-            grid = resample_stack(block, geometry)  # (rows, cols, slices)
+            channels = [block[..., c] for c in range(3)] if colour else [block]
+            grids = [resample_stack(ch, geometry) for ch in channels]  # (rows, cols, slices)
             if values.dtype.kind in "iu":
-                grid = np.rint(grid).astype(values.dtype)
-            volumes.append(grid.transpose(1, 0, 2))
+                grids = [np.rint(g).astype(values.dtype) for g in grids]
+            grid = np.stack(grids, axis=-1) if colour else grids[0]
+            volumes.append(np.swapaxes(grid, 0, 1))
         else:
-            volumes.append(block.transpose(2, 1, 0))
+            volumes.append(np.swapaxes(block, 0, 2))  # (cols, rows, slices[, 3])
     array = volumes[0] if frames == 1 else np.stack(volumes, axis=-1)
     if geometry.needs_resampling and values.dtype.kind in "iu":
         warnings.append("resampled values rounded to integers to keep the stored type")
@@ -217,7 +248,7 @@ def assemble_stack(
         source_files=sorted({r.path for r in ordered}),
         warnings=warnings,
         distinguishing=dict(plan.distinguishing),
-        frame_axis=_frame_axis(groups) if frames > 1 else None,
+        frame_axis=COLOUR_AXIS if colour else (_frame_axis(groups) if frames > 1 else None),
         gantry_tilt_deg=geometry.tilt_deg,
         extra={
             "n_source_slices": len(groups),
@@ -225,6 +256,7 @@ def assemble_stack(
             "transfer_syntaxes": sorted(Counter(r.transfer_syntax for r in ordered)),
             "image_type": list(first.image_type),
             "resampled": geometry.needs_resampling,
+            **({"vendor": facts} if facts else {}),
         },
     )
     return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped
