@@ -17,6 +17,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medrecon.io.dicom.uids import missing_uids, series_fallback_uid
+
 __all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,17 @@ _NON_IMAGE_ROOTS: tuple[tuple[str, str], ...] = (
     ("1.2.840.10008.5.1.4.1.1.77", "visible light photograph"),
     ("1.2.840.10008.5.1.1", "print object"),
 )
+_NON_IMAGE_MODALITIES = {
+    "SEG": "segmentation object (SEG)",
+    "SR": "structured report (SR, e.g. dose report)",
+    "RTSTRUCT": "RT structure set (RTSTRUCT)",
+    "RTDOSE": "radiotherapy object (RT)",
+    "RTPLAN": "radiotherapy object (RT)",
+    "PR": "presentation state",
+    "KO": "key object selection",
+    "DOC": "encapsulated document (PDF/CDA)",
+    "REG": "raw data, registration or fiducials object",
+}
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SCANOGRAM"}
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _DEFER = 2048  # bytes: larger values (pixels, big private blobs) are left on disk
@@ -92,6 +105,8 @@ class SliceHeader:
     spacing_between_slices: float | None
     gantry_tilt: float | None
     n_frames: int  # frames in the file
+    #: UIDs blank or missing in the file (see uids.py); series_uid is then derived.
+    uid_fallback: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -162,7 +177,10 @@ def _classify(ds: Dataset) -> None:
     media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if media == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         raise SkipFile("DICOMDIR index (lists files; not an image)")
-    sop_class = str(ds.get("SOPClassUID", media) or "")
+    sop_class = str(ds.get("SOPClassUID") or media or "").strip()
+    if not sop_class and str(ds.get("Modality", "") or "").upper() in _NON_IMAGE_MODALITIES:
+        # De-identified files may lack SOPClassUID; Modality still tells these apart.
+        raise SkipFile(_NON_IMAGE_MODALITIES[str(ds.Modality).upper()])
     for root, reason in _NON_IMAGE_ROOTS:
         if sop_class == root or sop_class.startswith(root + "."):
             raise SkipFile(reason)
@@ -211,15 +229,17 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
     if not ts:  # headerless (ACR-NEMA style) files are implicit little endian
         ts = "1.2.840.10008.1.2"
     offset, length = _pixel_location(ds, ts)
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-    if not series_uid:
-        raise SkipFile("no SeriesInstanceUID")
+    missing = missing_uids(ds)
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    if not series_uid:  # de-identified: group by the next best keys (uids.py)
+        series_uid = series_fallback_uid(ds)
     return {
         "path": path,
-        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or path),
-        "sop_class_uid": str(ds.get("SOPClassUID", "") or ""),
+        "uid_fallback": missing,
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "").strip() or path,
+        "sop_class_uid": str(ds.get("SOPClassUID", "") or "").strip(),
         "series_uid": series_uid,
-        "study_uid": str(ds.get("StudyInstanceUID", "") or ""),
+        "study_uid": str(ds.get("StudyInstanceUID", "") or "").strip(),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or "") or None,
         "modality": str(ds.get("Modality", "") or "OT"),
         "series_number": _opt_int(ds.get("SeriesNumber")),
