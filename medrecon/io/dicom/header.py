@@ -129,6 +129,23 @@ def _floats(value: Any, n: int, what: str, path: str) -> tuple[float, ...]:
     return out
 
 
+def _orientation(value: Any, path: str) -> tuple[float, ...]:
+    iop = _floats(value, 6, "ImageOrientationPatient", path)
+    row, col = iop[:3], iop[3:]
+    norms = (math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col)))
+    # Cosines must span a plane (nearly orthogonal); zero or parallel vectors give no normal.
+    if min(norms) < 1e-6 or abs(sum(a * b for a, b in zip(row, col))) > 0.1 * norms[0] * norms[1]:
+        raise SkipFile(f"invalid ImageOrientationPatient ({value!r}): no orthogonal cosines")
+    return iop
+
+
+def _spacing(value: Any, path: str) -> tuple[float, ...]:
+    spacing = _floats(value, 2, "PixelSpacing", path)
+    if min(spacing) <= 0:
+        raise SkipFile(f"invalid PixelSpacing ({value!r}): must be positive")
+    return spacing
+
+
 def _opt_float(value: Any) -> float | None:
     try:
         f = float(value)
@@ -277,9 +294,9 @@ def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
     if "ImageOrientationPatient" not in ds or "ImagePositionPatient" not in ds:
         raise SkipFile("no image geometry (ImageOrientationPatient/ImagePositionPatient missing)")
     path = base["path"]
-    iop = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
+    iop = _orientation(ds.ImageOrientationPatient, path)
     ipp = _floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path)
-    spacing = _floats(ds.get("PixelSpacing") or [1.0, 1.0], 2, "PixelSpacing", path)
+    spacing = _spacing(ds.get("PixelSpacing") or [1.0, 1.0], path)
     rec = SliceHeader(
         frame=None,
         kind="single",
@@ -337,9 +354,9 @@ def _multi_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
             SliceHeader(
                 frame=index,
                 kind="multiframe",
-                iop=_floats(iop, 6, "ImageOrientationPatient", path),
+                iop=_orientation(iop, path),
                 ipp=_floats(ipp, 3, "ImagePositionPatient", path),  # type: ignore[arg-type]
-                pixel_spacing=_floats(spacing, 2, "PixelSpacing", path),  # type: ignore[arg-type]
+                pixel_spacing=_spacing(spacing, path),  # type: ignore[arg-type]
                 slope=_opt_float(slope) or 1.0,
                 intercept=_opt_float(intercept) or 0.0,
                 echo_number=None,
@@ -360,15 +377,16 @@ def read_slice_headers(path: str) -> list[SliceHeader]:
     (not DICOM, a localizer, a report, a DICOMDIR, damaged header...).
     """
     ds = _dcmread(path)
-    _classify(ds)
     try:
+        _classify(ds)
         base = _base_record(ds, path)
         if base["n_frames"] > 1 or "PerFrameFunctionalGroupsSequence" in ds:
             return _multi_frame(ds, base)
         return _single_frame(ds, base)
     except SkipFile:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        # Values pydicom cannot parse (nonsense in a numeric element) land here too.
         raise SkipFile(f"incomplete image header ({type(exc).__name__}: {exc})") from exc
 
 
