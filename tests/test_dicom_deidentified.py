@@ -236,3 +236,30 @@ def test_run_on_a_deidentified_study_writes_every_output(tmp_path):
     seg = hd.seg.segread(out / "seg.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == record["input"]["series_uid"]
     assert {s.SegmentLabel for s in seg.SegmentSequence} == set(record["labels_found"])
+
+
+def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_pipeline, tmp_path):
+    """A flat folder of files without StudyInstanceUID is one study (split by the study-level
+    keys), runs, and a second batch finds it complete under the same ID and series UID."""
+    from cohort_helpers import ct_block, read_cohort_csv
+
+    from medrecon.cohort import discover_studies, run_cohort
+    from medrecon.io.dicom.write_series import write_ct_series
+
+    array, affine = ct_block(shared_data)
+    write_ct_series(array, affine, tmp_path / "series")
+    flat = tmp_path / "flat"
+    deidentify(tmp_path / "series", flat)
+    (study,) = discover_studies(flat)
+    assert study.id.startswith("2.25.") and len(study.files) == array.shape[2]
+    assert [s.id for s in discover_studies(flat)] == [study.id]
+    out = tmp_path / "out"
+    first = run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    assert first.ok, [r.error for r in first.records]
+    rows = read_cohort_csv(out / "cohort.csv")
+    assert rows[study.id]["status"] == "complete"
+    assert rows[study.id]["series_uid"].startswith("2.25.")
+    events = []
+    run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu", on_event=events.append)
+    assert [e.study for e in events if e.kind == "skip"] == [study.id]
+    assert read_cohort_csv(out / "cohort.csv")[study.id]["series_uid"] == rows[study.id]["series_uid"]

@@ -2,8 +2,9 @@
 
 Each case copies a small real series from ``../shared/data/dicom`` (4 CT slices, two
 Siemens mosaics, two enhanced MR files, a Philips enhanced file, single mosaics in
-compressed transfer syntaxes), edits 1-4 elements of one file or of every file, and
-loads the folder. Every outcome must be a loaded volume (with a finite, invertible
+compressed transfer syntaxes), edits 1-4 elements of one file or of every file (removed; blanked; a
+well-formed but wrong value such as Rows 0 or BitsAllocated 7; or raw junk bytes),
+and loads the folder. Every outcome must be a loaded volume (with a finite, invertible
 affine) or a ``MedreconError``; anything else fails the test with the case that
 caused it. Cases are seeded: a failure names its seed and edits, so it reproduces.
 """
@@ -102,6 +103,32 @@ def _nonsense(rng: random.Random, elem: DataElement) -> DataElement:
     return DataElement(elem.tag, "OB", payload)
 
 
+_WRONG_NUMBERS = (0, 1, 2, 7, 17, 255, 4096, 32767, 65535)
+_WRONG_FLOATS = (0.0, -1.0, 1e-9, 1e9, -1e9, 0.5)
+
+
+def _wrong(rng: random.Random, elem: DataElement) -> DataElement:
+    """``elem`` with a well-formed value of its own type that is wrong (Rows 0, BitsAllocated
+    7, a spacing of 1e9...); falls back to raw nonsense for types without such a value."""
+    vm = max(1, len(elem.value)) if isinstance(elem.value, (list, tuple)) else 1
+    vm = rng.choice((vm, vm, 1, vm + 1))
+    if elem.VR in ("US", "SS", "UL", "SL", "IS"):
+        values = [rng.choice(_WRONG_NUMBERS) for _ in range(vm)]
+        if elem.VR in ("SS", "SL", "IS") and rng.random() < 0.3:
+            values = [-v for v in values]
+    elif elem.VR in ("DS", "FD", "FL"):
+        values = [rng.choice(_WRONG_FLOATS) for _ in range(vm)]
+    elif elem.VR in ("CS", "LO", "SH", "UI", "LT", "ST", "PN", "DA", "TM", "DT"):
+        words = ("ORIGINAL", "LOCALIZER", "MOSAIC", "1.2.3", "", "MONOCHROME1", "RGB", "X" * 70)
+        values = [rng.choice(words) for _ in range(vm)]
+    else:
+        return _nonsense(rng, elem)
+    try:
+        return DataElement(elem.tag, elem.VR, values[0] if len(values) == 1 else values)
+    except Exception:
+        return _nonsense(rng, elem)
+
+
 def _containers(ds: Dataset) -> list[Dataset]:
     """``ds`` and every dataset nested in its sequences (not the pixel-data fragments)."""
     out = [ds]
@@ -146,7 +173,7 @@ def _edit(rng: random.Random, datasets: list[Dataset]) -> list[str]:
         if picked is None:
             continue
         where, tag = picked
-        op = rng.choice(("remove", "blank", "nonsense", "nonsense"))
+        op = rng.choice(("remove", "blank", "nonsense", "wrong", "wrong"))
         value_seed = rng.randrange(2**32)  # the same nonsense in every file
         for ds in targets:
             holder = _holder(rng, ds, where, tag)
@@ -158,9 +185,11 @@ def _edit(rng: random.Random, datasets: list[Dataset]) -> list[str]:
                 if op == "blank":
                     empty = Sequence([]) if elem.VR == "SQ" else None
                     holder[tag] = DataElement(tag, elem.VR, empty)
+                elif op == "wrong":
+                    holder[tag] = _wrong(random.Random(value_seed), elem)
                 else:
                     holder[tag] = _nonsense(random.Random(value_seed), elem)
-            elif op == "nonsense":
+            elif op in ("nonsense", "wrong"):
                 junk = random.Random(value_seed).choice(_JUNK_TEXT).encode()
                 holder[tag] = DataElement(tag, "OB", junk + b" " * (len(junk) % 2))
         scope = "all files" if everywhere else Path(str(targets[0].filename)).name
