@@ -128,9 +128,7 @@ def _set(**values):
     ],
     ids=["number+description", "series-time", "frame-of-reference"],
 )
-def test_two_series_that_differ_in_a_fallback_key_stay_apart(
-    source, original, tmp_path, change
-):
+def test_two_series_that_differ_in_a_fallback_key_stay_apart(source, original, tmp_path, change):
     deidentify(source, tmp_path / "in", prefix="a_")
     deidentify(source, tmp_path / "in", prefix="b_", edit=_set(**change))
     volumes = read(tmp_path / "in").volumes
@@ -262,4 +260,6 @@ def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_
     events = []
     run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu", on_event=events.append)
     assert [e.study for e in events if e.kind == "skip"] == [study.id]
-    assert read_cohort_csv(out / "cohort.csv")[study.id]["series_uid"] == rows[study.id]["series_uid"]
+    assert (
+        read_cohort_csv(out / "cohort.csv")[study.id]["series_uid"] == rows[study.id]["series_uid"]
+    )

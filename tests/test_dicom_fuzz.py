@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import random
-import string
 import struct
 import time
 import warnings
@@ -82,7 +81,7 @@ class Outcome:
 
 
 def _nonsense(rng: random.Random, elem: DataElement) -> DataElement:
-    """``elem`` with a value of the wrong kind, stored as raw bytes (VR OB, so pydicom keeps them as written)."""
+    """``elem`` with a value of the wrong kind, as raw bytes (VR OB: pydicom keeps them)."""
     if elem.VR == "SQ" and rng.random() < 0.6:
         items = [] if rng.random() < 0.5 else [Dataset()]
         return DataElement(elem.tag, "SQ", Sequence(items))
@@ -152,7 +151,7 @@ def _pick(rng: random.Random, ds: Dataset) -> tuple[str, int] | None:
         return ("nested" if nested else "top"), Tag(rng.choice(TARGETS))
     containers = _containers(ds)
     holder = rng.choice(containers[1:]) if nested and len(containers) > 1 else ds
-    tags = [t for t in holder.keys() if t != 0x7FE00010]
+    tags = [t for t in holder if t != 0x7FE00010]
     return (("nested" if holder is not ds else "top"), rng.choice(tags)) if tags else None
 
 
@@ -225,8 +224,10 @@ def originals(shared_data: Path) -> dict[str, list[Dataset]]:
     out = {}
     for name, folder, names, _ in SOURCES:
         base = shared_data / "dicom" / folder
-        files = [base / n for n in names] if names else sorted(
-            p for p in base.iterdir() if p.is_file() and not p.name.endswith(".nii")
+        files = (
+            [base / n for n in names]
+            if names
+            else sorted(p for p in base.iterdir() if p.is_file() and not p.name.endswith(".nii"))
         )
         out[name] = [pydicom.dcmread(f) for f in files]
     return out
@@ -276,10 +277,15 @@ def _run(originals, tmp_path: Path, n_cases: int, seed: int) -> Outcome:
 
 
 def _report(outcome: Outcome, n_cases: int, seconds: float) -> None:
-    print(
-        f"\nheader fuzzer: {n_cases} cases in {seconds:.1f} s: {outcome.loaded} loaded, "
-        f"{outcome.errors} MedreconError, {outcome.unwritable} not writable by pydicom, "
-        f"{len(outcome.failures)} other outcomes"
+    logging.getLogger(__name__).info(
+        "header fuzzer: %d cases in %.1f s: %d loaded, %d MedreconError, %d not writable "
+        "by pydicom, %d other outcomes",
+        n_cases,
+        seconds,
+        outcome.loaded,
+        outcome.errors,
+        outcome.unwritable,
+        len(outcome.failures),
     )
     assert not outcome.failures, "\n".join(outcome.failures[:20])
 

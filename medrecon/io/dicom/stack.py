@@ -37,9 +37,12 @@ def _layout(groups: list[list[SliceHeader]]) -> tuple[int, list[list[SliceHeader
     instance keys), e.g. a one-slice dynamic series, rather than T copies of one slice.
     """
     counts = {len(g) for g in groups}
-    if len(counts) == 1 and (n := counts.pop()) > 1:
-        if len(groups) > 1 or len({r.temporal for r in groups[0]}) == n:
-            return n, groups
+    if (
+        len(counts) == 1
+        and (n := counts.pop()) > 1
+        and (len(groups) > 1 or len({r.temporal for r in groups[0]}) == n)
+    ):
+        return n, groups
     return 1, groups
 
 
