@@ -263,3 +263,34 @@ def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_
     assert (
         read_cohort_csv(out / "cohort.csv")[study.id]["series_uid"] == rows[study.id]["series_uid"]
     )
+
+
+def test_compressed_mosaic_without_uids(shared_data, tmp_path):
+    """A JPEG 2000 file (the issue's study was JPEG 2000) with every UID blanked."""
+    folder = shared_data / "dicom" / "transfer-syntaxes" / "in"
+    ds = pydicom.dcmread(folder / "9.dcm")
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    for key in UID_KEYWORDS:
+        ds[key].value = ""
+    ds.file_meta.MediaStorageSOPInstanceUID = ""
+    ds.save_as(tmp_path / "anon.dcm", enforce_file_format=False)
+    volume = medrecon.load(tmp_path / "anon.dcm")
+    _same(volume, medrecon.load(folder / "1.dcm"))
+    assert _fallback_warnings(volume)
+
+
+def test_blank_sop_class_is_classified_by_modality(source, original, tmp_path):
+    def no_class(ds):
+        ds.file_meta.MediaStorageSOPClassUID = ""
+
+    files = deidentify(source, tmp_path / "in", keys=("SOPClassUID",), edit=no_class)
+    dose = pydicom.dcmread(files[0])
+    dose.Modality = "RTDOSE"  # a dose grid has pixels and geometry, but is no image slice
+    dose.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.2"
+    dose.save_as(tmp_path / "in" / "dose.dcm", enforce_file_format=False)
+    result = read(tmp_path / "in")
+    (volume,) = result.volumes
+    _same(volume, original)
+    assert {Path(s.path).name: s.reason for s in result.skipped} == {
+        "dose.dcm": "radiotherapy object (RT)"
+    }

@@ -17,7 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medrecon.io.dicom.uids import missing_uids, series_fallback_uid
+from medrecon.io.dicom.uids import NON_IMAGE_MODALITIES, missing_uids, series_fallback_uid
 
 __all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
 
@@ -42,17 +42,6 @@ _NON_IMAGE_ROOTS: tuple[tuple[str, str], ...] = (
     ("1.2.840.10008.5.1.4.1.1.77", "visible light photograph"),
     ("1.2.840.10008.5.1.1", "print object"),
 )
-_NON_IMAGE_MODALITIES = {
-    "SEG": "segmentation object (SEG)",
-    "SR": "structured report (SR, e.g. dose report)",
-    "RTSTRUCT": "RT structure set (RTSTRUCT)",
-    "RTDOSE": "radiotherapy object (RT)",
-    "RTPLAN": "radiotherapy object (RT)",
-    "PR": "presentation state",
-    "KO": "key object selection",
-    "DOC": "encapsulated document (PDF/CDA)",
-    "REG": "raw data, registration or fiducials object",
-}
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SCANOGRAM"}
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _DEFER = 2048  # bytes: larger values (pixels, big private blobs) are left on disk
@@ -195,9 +184,9 @@ def _classify(ds: Dataset) -> None:
     if media == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         raise SkipFile("DICOMDIR index (lists files; not an image)")
     sop_class = str(ds.get("SOPClassUID") or media or "").strip()
-    if not sop_class and str(ds.get("Modality", "") or "").upper() in _NON_IMAGE_MODALITIES:
+    if not sop_class and str(ds.get("Modality", "") or "").upper() in NON_IMAGE_MODALITIES:
         # De-identified files may lack SOPClassUID; Modality still tells these apart.
-        raise SkipFile(_NON_IMAGE_MODALITIES[str(ds.Modality).upper()])
+        raise SkipFile(NON_IMAGE_MODALITIES[str(ds.Modality).upper()])
     for root, reason in _NON_IMAGE_ROOTS:
         if sop_class == root or sop_class.startswith(root + "."):
             raise SkipFile(reason)

@@ -21,6 +21,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 __all__ = [
+    "NON_IMAGE_MODALITIES",
     "SERIES_FALLBACK_KEYS",
     "STUDY_FALLBACK_KEYS",
     "UID_KEYWORDS",
@@ -55,6 +56,19 @@ SERIES_FALLBACK_KEYS = (
     "SeriesDate",
     "SeriesTime",
 )
+
+#: Modalities that are not image slices: how a file with a blank SOPClassUID is told apart.
+NON_IMAGE_MODALITIES = {
+    "SEG": "segmentation object (SEG)",
+    "SR": "structured report (SR, e.g. dose report)",
+    "RTSTRUCT": "RT structure set (RTSTRUCT)",
+    "RTDOSE": "radiotherapy object (RT)",
+    "RTPLAN": "radiotherapy object (RT)",
+    "PR": "presentation state",
+    "KO": "key object selection",
+    "DOC": "encapsulated document (PDF/CDA)",
+    "REG": "raw data, registration or fiducials object",
+}
 
 # Storage SOP classes for a blank SOPClassUID, by Modality (PS3.4 Annex B), used only
 # when a DICOM SEG must name its source's class.
