@@ -151,7 +151,7 @@ def _pick(rng: random.Random, ds: Dataset) -> tuple[str, int] | None:
         return ("nested" if nested else "top"), Tag(rng.choice(TARGETS))
     containers = _containers(ds)
     holder = rng.choice(containers[1:]) if nested and len(containers) > 1 else ds
-    tags = [t for t in holder if t != 0x7FE00010]
+    tags = [t for t in holder.keys() if t != 0x7FE00010]  # noqa: SIM118 (a Dataset yields elements)
     return (("nested" if holder is not ds else "top"), rng.choice(tags)) if tags else None
 
 

@@ -239,6 +239,8 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
     series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     if not series_uid:  # de-identified: group by the next best keys (uids.py)
         series_uid = series_fallback_uid(ds)
+    if int(ds.Rows) < 1 or int(ds.Columns) < 1:
+        raise SkipFile(f"invalid image size (Rows {ds.Rows}, Columns {ds.Columns})")
     return {
         "path": path,
         "uid_fallback": missing,
