@@ -303,3 +303,28 @@ def test_header_fuzzer_many(originals, tmp_path):
     t0 = time.perf_counter()
     outcome = _run(originals, tmp_path, N_CASES_SLOW, SEED + 1)
     _report(outcome, N_CASES_SLOW, time.perf_counter() - t0)
+
+
+# -- the bugs the fuzzer found, one by one ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("keyword", "element", "reason"),
+    [
+        ("SamplesPerPixel", ("OB", b"LOCALIZER "), "incomplete image header"),
+        ("PixelSpacing", ("DS", [0.0, 0.0]), "invalid PixelSpacing"),
+        ("ImageOrientationPatient", ("DS", [1, 0, 0, 1, 0, 0]), "invalid ImageOrientationPatient"),
+        ("ImageOrientationPatient", ("DS", [0, 0, 0, 0, 0, 0]), "invalid ImageOrientationPatient"),
+        ("Columns", ("US", 0), "invalid image size"),
+    ],
+    ids=["samples-junk", "zero-spacing", "parallel-cosines", "zero-cosines", "zero-columns"],
+)
+def test_found_bugs_are_skip_reasons(originals, tmp_path, keyword, element, reason):
+    datasets = [copy.deepcopy(ds) for ds in originals["ct"]]
+    bad = datasets[1]
+    bad[keyword] = DataElement(Tag(keyword), *element)
+    for i, ds in enumerate(datasets):
+        ds.save_as(tmp_path / f"{i}.dcm", enforce_file_format=False)
+    result = read(tmp_path, workers=1)
+    (volume,) = result.volumes  # the other three slices still load
+    assert len(volume.meta.source_files) == 3
+    ((path, why),) = [(s.path, s.reason) for s in result.skipped]
+    assert Path(path).name == "1.dcm" and reason in why
