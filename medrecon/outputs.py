@@ -206,6 +206,7 @@ def _write_dicom_seg(folder, labels, image, pipeline, present, out: WrittenOutpu
             image,
             pipeline_name=pipeline.name,
             pipeline_version=pipeline.version,
+            warnings_out=out.warnings,  # e.g. UIDs generated for de-identified sources
         )
     except InputError as exc:
         # The other outputs stand on their own; a SEG the source cannot carry is reported.

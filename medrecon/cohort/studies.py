@@ -130,15 +130,23 @@ def _study_source(path: Path) -> Path:
     return path
 
 
-def _study_uid(path: Path) -> str | None:
+def _study_uid(path: Path) -> tuple[str | None, bool]:
+    """The file's StudyInstanceUID, or for an image whose UID is blank or removed
+    (de-identified) one derived from its study-level keys; and whether it was derived."""
     import pydicom
 
+    from medrecon.io.dicom.uids import STUDY_FALLBACK_KEYS, study_fallback_uid
+
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=[*STUDY_FALLBACK_KEYS, "Rows"]
+        )
+        uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+        if uid:
+            return uid, False
+        return (study_fallback_uid(ds), True) if "Rows" in ds else (None, False)
     except Exception:  # not DICOM or unreadable: the split ignores it, with a count
-        return None
-    uid = str(ds.get("StudyInstanceUID", "") or "").strip()
-    return uid or None
+        return None, False
 
 
 def _dicom_studies(folder: Path) -> list[Study]:
@@ -146,13 +154,21 @@ def _dicom_studies(folder: Path) -> list[Study]:
     from medrecon.io.dicom.scan import list_files
 
     by_uid: dict[str, list[Path]] = {}
-    unreadable = 0
+    unreadable = derived = 0
     for path in list_files(folder):
-        uid = _study_uid(path)
+        uid, made = _study_uid(path)
         if uid is None:
             unreadable += 1
             continue
+        derived += made
         by_uid.setdefault(uid, []).append(path)
+    if derived:
+        logger.warning(
+            "%s: %d image file(s) have no StudyInstanceUID (de-identified?); grouped into "
+            "studies by PatientID, StudyDate, StudyTime, StudyID and AccessionNumber",
+            folder,
+            derived,
+        )
     if unreadable:
         logger.warning(
             "%s: %d file(s) are not DICOM or have no StudyInstanceUID; left out", folder, unreadable

@@ -29,6 +29,7 @@ import numpy as np
 
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import InputError
+from medrecon.io.dicom.uids import fill_blank_uids
 from medrecon.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -63,8 +64,14 @@ _TYPE2_PATIENT_STUDY = (
 _POSITION_TOLERANCE_MM = 1e-3
 
 
-def read_source_headers(files: Sequence[str | os.PathLike[str]]) -> list[pydicom.Dataset]:
-    """Read the source images' headers (no pixel data); raise InputError if unusable."""
+def read_source_headers(
+    files: Sequence[str | os.PathLike[str]], notes: list[str] | None = None
+) -> list[pydicom.Dataset]:
+    """Read the source images' headers (no pixel data); raise InputError if unusable.
+
+    UIDs that de-identified sources lack are generated in memory (see
+    :func:`medrecon.io.dicom.uids.fill_blank_uids`); what was made is appended to ``notes``.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -87,6 +94,14 @@ def read_source_headers(files: Sequence[str | os.PathLike[str]]) -> list[pydicom
                 f"source DICOM file {file} cannot be read ({error}); {NO_SEG_HINT}"
             ) from error
         headers.append(ds)
+    try:
+        note = fill_blank_uids(headers)
+    except ValueError as error:
+        raise InputError(f"cannot reference the source images: {error}; {NO_SEG_HINT}") from error
+    if note is not None:
+        logger.warning("DICOM SEG: %s", note)
+        if notes is not None:
+            notes.append(f"DICOM SEG: {note}")
     _check_headers(headers)
     for ds in headers:
         for keyword in _TYPE2_PATIENT_STUDY:
@@ -145,15 +160,17 @@ def write_dicom_seg(
     series_description: str = "medrecon segmentation",
     series_number: int | None = None,
     content_label: str = "MEDRECON",
+    warnings_out: list[str] | None = None,
 ) -> Path:
     """Write ``labels`` as a BINARY DICOM SEG at ``path`` (atomically) and return the path.
 
     ``source`` is the source image Volume (its ``meta.source_files`` are read) or the
     source files themselves. Raises :class:`~medrecon.errors.InputError` when the label
     map holds values the table does not name, or the source files are missing or unusable.
+    Sources without UIDs get generated ones; ``warnings_out`` receives that warning.
     """
     files = source.meta.source_files if isinstance(source, Volume) else list(source)
-    headers = read_source_headers(files)
+    headers = read_source_headers(files, warnings_out)
     for ds in headers:
         if "PerFrameFunctionalGroupsSequence" not in ds and ds.get("SliceThickness") is None:
             ds.SliceThickness = labels.spacing[2]  # in memory only: highdicom reads it

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medrecon.io.dicom.uids import NON_IMAGE_MODALITIES, missing_uids, series_fallback_uid
 from medrecon.io.dicom.vendor import VendorInfo, read_vendor
 
 __all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
@@ -97,6 +98,8 @@ class SliceHeader:
     n_frames: int  # frames in the file
     samples_per_pixel: int = 1  # 3 for colour (RGB after decoding)
     vendor: VendorInfo = _NO_VENDOR_FACTS  # private/vendor facts for the vendor rules
+    #: UIDs blank or missing in the file (see uids.py); series_uid is then derived.
+    uid_fallback: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -117,6 +120,23 @@ def _floats(value: Any, n: int, what: str, path: str) -> tuple[float, ...]:
     if len(out) != n or not all(math.isfinite(v) for v in out):
         raise SkipFile(f"invalid {what} ({value!r})")
     return out
+
+
+def _orientation(value: Any, path: str) -> tuple[float, ...]:
+    iop = _floats(value, 6, "ImageOrientationPatient", path)
+    row, col = iop[:3], iop[3:]
+    norms = (math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col)))
+    # Cosines must span a plane (nearly orthogonal); zero or parallel vectors give no normal.
+    if min(norms) < 1e-6 or abs(sum(a * b for a, b in zip(row, col))) > 0.1 * norms[0] * norms[1]:
+        raise SkipFile(f"invalid ImageOrientationPatient ({value!r}): no orthogonal cosines")
+    return iop
+
+
+def _spacing(value: Any, path: str) -> tuple[float, ...]:
+    spacing = _floats(value, 2, "PixelSpacing", path)
+    if min(spacing) <= 0:
+        raise SkipFile(f"invalid PixelSpacing ({value!r}): must be positive")
+    return spacing
 
 
 def _opt_float(value: Any) -> float | None:
@@ -167,7 +187,10 @@ def _classify(ds: Dataset) -> None:
     media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if media == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         raise SkipFile("DICOMDIR index (lists files; not an image)")
-    sop_class = str(ds.get("SOPClassUID", media) or "")
+    sop_class = str(ds.get("SOPClassUID") or media or "").strip()
+    if not sop_class and str(ds.get("Modality", "") or "").upper() in NON_IMAGE_MODALITIES:
+        # De-identified files may lack SOPClassUID; Modality still tells these apart.
+        raise SkipFile(NON_IMAGE_MODALITIES[str(ds.Modality).upper()])
     for root, reason in _NON_IMAGE_ROOTS:
         if sop_class == root or sop_class.startswith(root + "."):
             raise SkipFile(reason)
@@ -217,15 +240,19 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
     if not ts:  # headerless (ACR-NEMA style) files are implicit little endian
         ts = "1.2.840.10008.1.2"
     offset, length = _pixel_location(ds, ts)
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-    if not series_uid:
-        raise SkipFile("no SeriesInstanceUID")
+    missing = missing_uids(ds)
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    if not series_uid:  # de-identified: group by the next best keys (uids.py)
+        series_uid = series_fallback_uid(ds)
+    if int(ds.Rows) < 1 or int(ds.Columns) < 1:
+        raise SkipFile(f"invalid image size (Rows {ds.Rows}, Columns {ds.Columns})")
     return {
         "path": path,
-        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or path),
-        "sop_class_uid": str(ds.get("SOPClassUID", "") or ""),
+        "uid_fallback": missing,
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "").strip() or path,
+        "sop_class_uid": str(ds.get("SOPClassUID", "") or "").strip(),
         "series_uid": series_uid,
-        "study_uid": str(ds.get("StudyInstanceUID", "") or ""),
+        "study_uid": str(ds.get("StudyInstanceUID", "") or "").strip(),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or "") or None,
         "modality": str(ds.get("Modality", "") or "OT"),
         "series_number": _opt_int(ds.get("SeriesNumber")),
@@ -269,9 +296,9 @@ def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
     if "ImageOrientationPatient" not in ds or position is None:
         raise SkipFile("no image geometry (ImageOrientationPatient/ImagePositionPatient missing)")
     path = base["path"]
-    iop = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
+    iop = _orientation(ds.ImageOrientationPatient, path)
     ipp = _floats(position, 3, "ImagePositionPatient", path)
-    spacing = _floats(ds.get("PixelSpacing") or [1.0, 1.0], 2, "PixelSpacing", path)
+    spacing = _spacing(ds.get("PixelSpacing") or [1.0, 1.0], path)
     rec = SliceHeader(
         frame=None,
         kind="single",
@@ -334,9 +361,9 @@ def _multi_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
             SliceHeader(
                 frame=index,
                 kind="multiframe",
-                iop=_floats(iop, 6, "ImageOrientationPatient", path),
+                iop=_orientation(iop, path),
                 ipp=_floats(ipp, 3, "ImagePositionPatient", path),  # type: ignore[arg-type]
-                pixel_spacing=_floats(spacing, 2, "PixelSpacing", path),  # type: ignore[arg-type]
+                pixel_spacing=_spacing(spacing, path),  # type: ignore[arg-type]
                 slope=_opt_float(slope) or 1.0,
                 intercept=_opt_float(intercept) or 0.0,
                 echo_number=None,
@@ -358,15 +385,16 @@ def read_slice_headers(path: str) -> list[SliceHeader]:
     (not DICOM, a localizer, a report, a DICOMDIR, damaged header...).
     """
     ds = _dcmread(path)
-    _classify(ds)
     try:
+        _classify(ds)
         base = _base_record(ds, path)
         if base["n_frames"] > 1 or "PerFrameFunctionalGroupsSequence" in ds:
             return _multi_frame(ds, base)
         return _single_frame(ds, base)
     except SkipFile:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        # Values pydicom cannot parse (nonsense in a numeric element) land here too.
         raise SkipFile(f"incomplete image header ({type(exc).__name__}: {exc})") from exc
 
 

@@ -19,6 +19,7 @@ from medrecon.io.dicom.group import StackPlan, orientation_name
 from medrecon.io.dicom.header import SliceHeader
 from medrecon.io.dicom.pixels import decode_slices, rescale_stack
 from medrecon.io.dicom.resample import resample_stack
+from medrecon.io.dicom.uids import fallback_warning
 from medrecon.io.report import SeriesSummary, SkippedFile
 from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
 
@@ -31,9 +32,18 @@ def _where(rec: SliceHeader) -> str:
 
 
 def _layout(groups: list[list[SliceHeader]]) -> tuple[int, list[list[SliceHeader]]]:
-    """Frames per position (1 for 3D) and the position groups left to dedupe."""
+    """Frames per position (1 for 3D) and the position groups left to dedupe.
+
+    Every position holding the same number T > 1 of slices is a 4D stack. So is a
+    single position holding T slices that are distinct acquisitions (own temporal or
+    instance keys), e.g. a one-slice dynamic series, rather than T copies of one slice.
+    """
     counts = {len(g) for g in groups}
-    if len(counts) == 1 and (n := counts.pop()) > 1 and len(groups) > 1:
+    if (
+        len(counts) == 1
+        and (n := counts.pop()) > 1
+        and (len(groups) > 1 or len({r.temporal for r in groups[0]}) == n)
+    ):
         return n, groups
     return 1, groups
 
@@ -69,6 +79,8 @@ def summarize_stack(plan: StackPlan, *, philips_scaling: str = "precise") -> Ser
     _, _, scaling, notes = vendor_rules.scale_factors(plan.records, philips_scaling)
     warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
     warnings += sorted({r.vendor.note for r in plan.records if r.vendor.note})
+    if (note := fallback_warning(plan.records)) is not None:
+        warnings.append(note)
     if frames == 1:
         dup = sum(len(g) - 1 for g in groups)
         if dup:
@@ -102,13 +114,22 @@ def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 def _drop_repeated_frames(
     groups: list[list[SliceHeader]], pixels: dict[int, np.ndarray]
 ) -> tuple[list[list[SliceHeader]], int]:
-    """Remove time frames whose every slice equals the same slice of an earlier frame."""
+    """Remove time frames that are copies of an earlier frame.
+
+    A copy has, at every position, the same pixels *and* the same acquisition keys
+    (temporal position, trigger time, acquisition number and time, instance number)
+    as the earlier frame: the same images stored again, e.g. re-encoded in another
+    transfer syntax under new UIDs. A frame that is its own acquisition (own instance
+    number, e.g. a GE diffusion or multiphase frame) is kept even when its pixels
+    equal another's.
+    """
     frames = len(groups[0])
     seen: set[bytes] = set()
     keep = []
     for t in range(frames):
         digest = hashlib.blake2b(digest_size=16)
         for g in groups:
+            digest.update(repr(g[t].temporal).encode())
             arr = pixels[id(g[t])]  # native byte order: big-endian copies hash the same
             digest.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")).tobytes())
         if digest.digest() not in seen:  # 128-bit digest: equal digests mean equal frames
@@ -166,8 +187,9 @@ def assemble_stack(
         frames = len(groups[0])
         if repeats:
             warnings.append(
-                f"{repeats} repeated frame(s) identical to an earlier one dropped "
-                "(the same images stored more than once)"
+                f"{repeats} repeated frame(s) identical to an earlier one dropped (same "
+                "pixels and the same acquisition and instance numbers: the same images "
+                "stored more than once)"
             )
     if frames == 1:
         kept_groups = []
@@ -201,6 +223,8 @@ def assemble_stack(
         )
     warnings = geometry.warnings + vendor_rules.plan_notes(plan) + warnings
     warnings += sorted({r.vendor.note for r in good if r.vendor.note})  # e.g. UIH grid
+    if (note := fallback_warning([r for g in groups for r in g])) is not None:
+        warnings.append(note)
 
     ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
     colour = plan.first.samples_per_pixel > 1
