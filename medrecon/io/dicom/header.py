@@ -9,7 +9,6 @@ three sources share one path. Pixels are not read here.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +17,14 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medrecon.io.dicom.uids import NON_IMAGE_MODALITIES, missing_uids, series_fallback_uid
+from medrecon.io.dicom.values import (
+    SkipFile,
+    floats,
+    opt_float,
+    opt_int,
+    pixel_spacing,
+    plane_orientation,
+)
 from medrecon.io.dicom.vendor import VendorInfo, read_vendor
 
 __all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
@@ -47,14 +54,6 @@ _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SCANOGRAM"}
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _DEFER = 2048  # bytes: larger values (pixels, big private blobs) are left on disk
 _NO_VENDOR_FACTS = VendorInfo()  # frozen: one shared default
-
-
-class SkipFile(Exception):
-    """Raised for a file that is readable but is not an image slice; carries the reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -110,48 +109,6 @@ class SliceHeader:
     def location(self) -> str:
         """Human-readable place of this slice for messages."""
         return self.path if self.frame is None else f"{self.path} [frame {self.frame + 1}]"
-
-
-def _floats(value: Any, n: int, what: str, path: str) -> tuple[float, ...]:
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise SkipFile(f"unreadable {what} ({value!r})") from exc
-    if len(out) != n or not all(math.isfinite(v) for v in out):
-        raise SkipFile(f"invalid {what} ({value!r})")
-    return out
-
-
-def _orientation(value: Any, path: str) -> tuple[float, ...]:
-    iop = _floats(value, 6, "ImageOrientationPatient", path)
-    row, col = iop[:3], iop[3:]
-    norms = (math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col)))
-    # Cosines must span a plane (nearly orthogonal); zero or parallel vectors give no normal.
-    if min(norms) < 1e-6 or abs(sum(a * b for a, b in zip(row, col))) > 0.1 * norms[0] * norms[1]:
-        raise SkipFile(f"invalid ImageOrientationPatient ({value!r}): no orthogonal cosines")
-    return iop
-
-
-def _spacing(value: Any, path: str) -> tuple[float, ...]:
-    spacing = _floats(value, 2, "PixelSpacing", path)
-    if min(spacing) <= 0:
-        raise SkipFile(f"invalid PixelSpacing ({value!r}): must be positive")
-    return spacing
-
-
-def _opt_float(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _opt_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _dcmread(path: str) -> Dataset:
@@ -255,12 +212,12 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
         "study_uid": str(ds.get("StudyInstanceUID", "") or "").strip(),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or "") or None,
         "modality": str(ds.get("Modality", "") or "OT"),
-        "series_number": _opt_int(ds.get("SeriesNumber")),
+        "series_number": opt_int(ds.get("SeriesNumber")),
         "series_description": str(ds.get("SeriesDescription", "") or ""),
         "image_type": tuple(str(v).upper() for v in (ds.get("ImageType") or [])),
         "rows": int(ds.Rows),
         "cols": int(ds.Columns),
-        "instance_number": _opt_int(ds.get("InstanceNumber")),
+        "instance_number": opt_int(ds.get("InstanceNumber")),
         "transfer_syntax": ts,
         "bits_allocated": int(ds.get("BitsAllocated", 16) or 16),
         "bits_stored": int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16),
@@ -269,9 +226,9 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
         "pixel_offset": offset,
         "pixel_length": length,
         "mosaic_tiles": 1,
-        "slice_thickness": _opt_float(ds.get("SliceThickness")),
-        "spacing_between_slices": _opt_float(ds.get("SpacingBetweenSlices")),
-        "gantry_tilt": _opt_float(ds.get("GantryDetectorTilt")),
+        "slice_thickness": opt_float(ds.get("SliceThickness")),
+        "spacing_between_slices": opt_float(ds.get("SpacingBetweenSlices")),
+        "gantry_tilt": opt_float(ds.get("GantryDetectorTilt")),
         "n_frames": int(ds.get("NumberOfFrames", 1) or 1),
         "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
     }
@@ -279,11 +236,11 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
 
 def _temporal_key(ds: Dataset) -> tuple[Any, ...]:
     return (
-        _opt_int(ds.get("TemporalPositionIdentifier")) or 0,
-        _opt_float(ds.get("TriggerTime")) or 0.0,
-        _opt_int(ds.get("AcquisitionNumber")) or 0,
+        opt_int(ds.get("TemporalPositionIdentifier")) or 0,
+        opt_float(ds.get("TriggerTime")) or 0.0,
+        opt_int(ds.get("AcquisitionNumber")) or 0,
         str(ds.get("AcquisitionTime", "") or ds.get("ContentTime", "") or ""),
-        _opt_int(ds.get("InstanceNumber")) or 0,
+        opt_int(ds.get("InstanceNumber")) or 0,
     )
 
 
@@ -296,19 +253,19 @@ def _single_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
     if "ImageOrientationPatient" not in ds or position is None:
         raise SkipFile("no image geometry (ImageOrientationPatient/ImagePositionPatient missing)")
     path = base["path"]
-    iop = _orientation(ds.ImageOrientationPatient, path)
-    ipp = _floats(position, 3, "ImagePositionPatient", path)
-    spacing = _spacing(ds.get("PixelSpacing") or [1.0, 1.0], path)
+    iop = plane_orientation(ds.ImageOrientationPatient, path)
+    ipp = floats(position, 3, "ImagePositionPatient", path)
+    spacing = pixel_spacing(ds.get("PixelSpacing") or [1.0, 1.0], path)
     rec = SliceHeader(
         frame=None,
         kind="single",
         iop=iop,
         ipp=ipp,  # type: ignore[arg-type]
         pixel_spacing=spacing,  # type: ignore[arg-type]
-        slope=_opt_float(ds.get("RescaleSlope")) or 1.0,
-        intercept=_opt_float(ds.get("RescaleIntercept")) or 0.0,
-        echo_number=_opt_int(ds.get("EchoNumbers")),
-        echo_time=_opt_float(ds.get("EchoTime")),
+        slope=opt_float(ds.get("RescaleSlope")) or 1.0,
+        intercept=opt_float(ds.get("RescaleIntercept")) or 0.0,
+        echo_number=opt_int(ds.get("EchoNumbers")),
+        echo_time=opt_float(ds.get("EchoTime")),
         temporal=_temporal_key(ds),
         vendor=read_vendor(ds),
         **base,
@@ -355,22 +312,22 @@ def _multi_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
         fields = dict(base)
         if frame_type:
             fields["image_type"] = tuple(str(v).upper() for v in frame_type)
-        fields["slice_thickness"] = _opt_float(thickness) or base["slice_thickness"]
-        fields["spacing_between_slices"] = _opt_float(between) or base["spacing_between_slices"]
+        fields["slice_thickness"] = opt_float(thickness) or base["slice_thickness"]
+        fields["spacing_between_slices"] = opt_float(between) or base["spacing_between_slices"]
         out.append(
             SliceHeader(
                 frame=index,
                 kind="multiframe",
-                iop=_orientation(iop, path),
-                ipp=_floats(ipp, 3, "ImagePositionPatient", path),  # type: ignore[arg-type]
-                pixel_spacing=_spacing(spacing, path),  # type: ignore[arg-type]
-                slope=_opt_float(slope) or 1.0,
-                intercept=_opt_float(intercept) or 0.0,
+                iop=plane_orientation(iop, path),
+                ipp=floats(ipp, 3, "ImagePositionPatient", path),  # type: ignore[arg-type]
+                pixel_spacing=pixel_spacing(spacing, path),  # type: ignore[arg-type]
+                slope=opt_float(slope) or 1.0,
+                intercept=opt_float(intercept) or 0.0,
                 echo_number=None,
-                echo_time=_opt_float(echo_time),
+                echo_time=opt_float(echo_time),
                 # Within one file the temporal index orders frames; across files the
                 # file's own acquisition/instance keys do.
-                temporal=(_opt_int(temporal_index) or 0, *file_temporal, str(acq_time or "")),
+                temporal=(opt_int(temporal_index) or 0, *file_temporal, str(acq_time or "")),
                 vendor=read_vendor(ds, pf, shared),
                 **fields,
             )
