@@ -12,9 +12,13 @@ names, Explicit VR Little Endian), then times, interleaved round by round:
 All runs read from a warm OS page cache (dropping it needs root); the first,
 untimed warm-up round pulls every file into the cache.
 
+``--cli`` / ``--cli-only``: also / only ``medrecon info`` and ``convert`` as whole
+processes against ``dcm2niix`` on every real series (``cli_timing.py``).
+
 Run from the repository root::
 
     python benchmarks/bench_load.py [--slices 500] [--repeats 5] [--json out.json]
+    python benchmarks/bench_load.py --cli-only [--cli-repeats 5]
 """
 
 from __future__ import annotations
@@ -299,6 +303,8 @@ def machine() -> dict[str, str | int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from cli_timing import add_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--slices", type=int, default=500, help="slices in the test series (500)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up (5)")
@@ -306,6 +312,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", type=Path, default=SOURCE, help="real CT series to copy from")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the figures as JSON")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-memory probes")
+    add_arguments(p)
     args = p.parse_args(argv)
     if args.slices < 2 or args.repeats < 1:
         p.error("--slices must be >= 2 and --repeats >= 1")
@@ -313,13 +320,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cli_timing import run_cli
+
     args = parse_args(argv)
     exe = _dcm2niix()
-    folder = build_series(args.source, args.workdir / f"ct-{args.slices}", args.slices)
-
-    info = {"machine": machine(), "versions": versions(exe), "folder": str(folder)}
+    info = {"machine": machine(), "versions": versions(exe)}
     print(f"machine: {info['machine']['cpus']} CPUs, {info['machine']['cpu_model']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    if args.cli_only:
+        run_cli(args, exe, info)
+        return 0
+    folder = build_series(args.source, args.workdir / f"ct-{args.slices}", args.slices)
+    info["folder"] = str(folder)
     print(f"series: {args.slices} slices of 512x512 int16 in {folder} (warm page cache)")
 
     check = check_arrays(folder)
@@ -384,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.json}")
+    if args.cli:
+        run_cli(args, exe, info)
     return 0 if check["ok"] else 1
 
 
