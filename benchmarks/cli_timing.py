@@ -101,7 +101,7 @@ def time_cli(
             med = cases[rel]["median_s"]
             print(
                 f"{rel:<38}"
-                + "".join(f"{med[n]:>10.3f}" for n in commands)
+                + "".join(f"{med[n]:>13.3f}" for n in commands)
                 + ("" if not any(codes.values()) else f"  exit codes {codes}"),
                 flush=True,
             )
@@ -134,7 +134,7 @@ def time_cli(
 def print_header(baseline: Path | None) -> None:
     names = ["info", "convert", "d-header", "d-convert"]
     names += ["info@base", "convert@base"] if baseline else []
-    print(f"\n{'folder (median s per run)':<38}" + "".join(f"{n:>10}" for n in names))
+    print(f"\n{'folder (median s per run)':<38}" + "".join(f"{n:>13}" for n in names))
 
 
 def print_summary(result: dict) -> None:
