@@ -71,7 +71,10 @@ def _run(name: str, cmd: list[str], out: Path, root: Path | None) -> tuple[float
         target.mkdir(parents=True)  # dcm2niix needs its output folder; medrecon makes its own
     env = {**os.environ, "PYTHONPATH": str(root)} if root is not None else dict(os.environ)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd outside any checkout: `python -c` puts the cwd first on sys.path, ahead of PYTHONPATH.
+    proc = subprocess.run(
+        cmd, env=env, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - t0, proc.returncode
 
 
