@@ -11,14 +11,11 @@ names, Explicit VR Little Endian), then times, interleaved round by round:
 
 All runs read from a warm OS page cache (dropping it needs root); the first,
 untimed warm-up round pulls every file into the cache.
-
-``--cli`` / ``--cli-only``: also / only ``medrecon info`` and ``convert`` as whole
-processes against ``dcm2niix`` on every real series (``cli_timing.py``).
+``--cli`` / ``--cli-only``: also / only whole info/convert processes vs dcm2niix (cli_timing.py).
 
 Run from the repository root::
 
     python benchmarks/bench_load.py [--slices 500] [--repeats 5] [--json out.json]
-    python benchmarks/bench_load.py --cli-only [--cli-repeats 5]
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cli_timing import add_arguments, run_cli  # beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO.parent / "shared" / "data" / "dicom" / "ct-philips-axial"
@@ -303,8 +301,6 @@ def machine() -> dict[str, str | int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from cli_timing import add_arguments
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--slices", type=int, default=500, help="slices in the test series (500)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up (5)")
@@ -320,8 +316,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cli_timing import run_cli
-
     args = parse_args(argv)
     exe = _dcm2niix()
     info = {"machine": machine(), "versions": versions(exe)}
