@@ -11,6 +11,7 @@ names, Explicit VR Little Endian), then times, interleaved round by round:
 
 All runs read from a warm OS page cache (dropping it needs root); the first,
 untimed warm-up round pulls every file into the cache.
+``--cli`` / ``--cli-only``: also / only whole info/convert processes vs dcm2niix (cli_timing.py).
 
 Run from the repository root::
 
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cli_timing import add_arguments, run_cli  # beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO.parent / "shared" / "data" / "dicom" / "ct-philips-axial"
@@ -306,6 +308,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", type=Path, default=SOURCE, help="real CT series to copy from")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the figures as JSON")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-memory probes")
+    add_arguments(p)
     args = p.parse_args(argv)
     if args.slices < 2 or args.repeats < 1:
         p.error("--slices must be >= 2 and --repeats >= 1")
@@ -315,11 +318,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exe = _dcm2niix()
-    folder = build_series(args.source, args.workdir / f"ct-{args.slices}", args.slices)
-
-    info = {"machine": machine(), "versions": versions(exe), "folder": str(folder)}
+    info = {"machine": machine(), "versions": versions(exe)}
     print(f"machine: {info['machine']['cpus']} CPUs, {info['machine']['cpu_model']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    if args.cli_only:
+        run_cli(args, exe, info)
+        return 0
+    folder = build_series(args.source, args.workdir / f"ct-{args.slices}", args.slices)
+    info["folder"] = str(folder)
     print(f"series: {args.slices} slices of 512x512 int16 in {folder} (warm page cache)")
 
     check = check_arrays(folder)
@@ -384,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.json}")
+    if args.cli:
+        run_cli(args, exe, info)
     return 0 if check["ok"] else 1
 
 

@@ -1,14 +1,21 @@
 """medrecon: exact volumes from DICOM/NIfTI slice stacks, organ segmentation, Slicer outputs."""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from medrecon.errors import (
     AmbiguousInputError,
     DicomError,
     InputError,
     MedreconError,
 )
-from medrecon.io import load, load_all, scan
-from medrecon.run import run_study
-from medrecon.volume import Volume, VolumeMeta
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from medrecon.io import load, load_all, scan
+    from medrecon.run import run_study
+    from medrecon.volume import Volume, VolumeMeta
 
 __version__ = "0.1.0"
 
@@ -25,3 +32,27 @@ __all__ = [
     "run_study",
     "scan",
 ]
+
+# Imported on first use, so `import medrecon` (and every CLI command's start-up)
+# does not pay for numpy, pydicom, nibabel... before it needs them.
+_LAZY = {
+    "load": "medrecon.io",
+    "load_all": "medrecon.io",
+    "scan": "medrecon.io",
+    "run_study": "medrecon.run",
+    "Volume": "medrecon.volume",
+    "VolumeMeta": "medrecon.volume",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medrecon' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

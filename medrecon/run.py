@@ -36,7 +36,9 @@ __all__ = ["RUN_JSON", "RunResult", "is_complete", "run_study"]
 logger = logging.getLogger(__name__)
 
 
-#: Called after each stage with its name and duration in seconds.
+#: Called after each stage with its name and duration in seconds; one with
+#: ``start(stage)`` and ``update(what, done, total)`` methods also hears the steps
+#: inside a stage (:class:`medrecon.progress.StageProgress`).
 Progress = Callable[[str, float], None]
 
 
@@ -73,11 +75,15 @@ class _Clock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        from medrecon.progress import stage_scope
+
         t0 = time.perf_counter()
-        yield
+        with stage_scope(self._progress, name):  # steps inside the stage reach it too
+            yield
         seconds = time.perf_counter() - t0
         self.timings[name] = self.timings.get(name, 0.0) + seconds
-        logger.info("%s: %.2f s", name, seconds)
+        # Once: a progress callback shows the stage already, so the log line is debug.
+        logger.log(logging.DEBUG if self._progress else logging.INFO, "%s: %.2f s", name, seconds)
         if self._progress is not None:
             self._progress(name, seconds)
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from medrecon.errors import InputError
+from medrecon.export.palette import MIN_CHROMA, delta_e, srgb_to_lab
 from medrecon.export.preview import render_preview, write_preview
 from medrecon.pipeline.config import Label
 from medrecon.volume import Volume, VolumeMeta
@@ -128,7 +129,7 @@ def test_bad_inputs_are_errors():
         render_preview(image, labels, TABLE, convention="sideways")
 
 
-def test_real_ct_preview(shared_data, tmp_path):
+def _real_ct(shared_data):
     data = shared_data / "ct-abdomen"
     ct = Volume.from_nibabel(nib.load(data / "ct.nii.gz"), VolumeMeta(modality="CT"))
     labels = Volume.from_nibabel(nib.load(data / "labels.nii.gz"))
@@ -136,7 +137,106 @@ def test_real_ct_preview(shared_data, tmp_path):
     from medrecon.pipeline.terminology import describe
 
     table = tuple(describe(name, int(value)) for value, name in names.items())
+    return ct, labels, table
+
+
+def test_real_ct_preview(shared_data, tmp_path):
+    ct, labels, table = _real_ct(shared_data)
     path = write_preview(tmp_path / "preview.png", ct, labels, table)
     pixels = np.asarray(Image.open(path))
+    preview = render_preview(ct, labels, table)
     liver = next(label for label in table if label.name == "liver")
-    assert np.any(np.all(pixels == liver.color, axis=2))
+    assert np.any(np.all(pixels == preview.colours[liver.value], axis=2))
+    assert np.array_equal(pixels, np.asarray(preview.image))
+
+
+def test_real_ct_overlay_colours_are_distinct(shared_data):
+    """59 labels: terminology colours repeat (the kidneys) or nearly (liver, stomach);
+    the overlay's are at least ΔE 20 apart for every pair."""
+    ct, labels, table = _real_ct(shared_data)
+    by_name = {label.name: label for label in table}
+    assert by_name["kidney_left"].color == by_name["kidney_right"].color  # why this matters
+    preview = render_preview(ct, labels, table)
+    found = set(np.unique(labels.array).tolist()) - {0}
+    assert set(preview.colours) == found and len(found) == 59
+    colours = np.array([preview.colours[v] for v in sorted(found)])
+    distance = delta_e(colours[:, None], colours[None])
+    np.fill_diagonal(distance, np.inf)
+    assert distance.min() >= 20.0
+    lab = srgb_to_lab(colours)
+    assert np.hypot(lab[:, 1], lab[:, 2]).min() >= MIN_CHROMA  # colour, not a grey
+    # The largest organ keeps its Slicer colour; the Slicer table itself is untouched.
+    counts = np.bincount(np.asarray(labels.array).ravel())
+    largest = max(table, key=lambda label: counts[label.value])
+    assert preview.colours[largest.value] == largest.color
+    assert by_name["kidney_left"].color == (185, 102, 83)
+
+
+def test_real_ct_every_label_shows_and_marks_are_off_the_anatomy(shared_data):
+    ct, labels, table = _real_ct(shared_data)
+    preview = render_preview(ct, labels, table)
+    pixels = np.asarray(preview.image)
+    found = set(np.unique(labels.array).tolist()) - {0}
+    assert preview.missing == []
+    assert set().union(*preview.shown.values()) == found
+    assert {"axial", "coronal", "sagittal"} <= set(preview.panels)
+    # Read back from the picture: each label's outline colour in at least one panel.
+    for value in found:
+        hits = sum(
+            int(colour_mask(pixels, box, preview.colours[value]).sum())
+            for box in preview.panels.values()
+        )
+        assert hits >= 3, value
+    exact = np.all(pixels == (255, 255, 0), axis=2)  # the letters' fully inked pixels
+    inked = (pixels[..., 0] > 120) & (pixels[..., 1] > 120) & (pixels[..., 2] < 60)
+    assert (255, 255, 0) not in preview.colours.values()
+    for name, (left, top, right, bottom) in preview.panels.items():
+        assert not exact[top:bottom, left:right].any(), name  # no letter on the image
+        ring = np.zeros(pixels.shape[:2], dtype=bool)
+        ring[top - 16 : bottom + 16, left - 16 : right + 16] = True
+        ring[top:bottom, left:right] = False
+        assert inked[ring].sum() > 40, name  # four letters around it
+        # and little else there (anti-aliased letter edges): the gutter is background
+        other = ring & ~inked
+        assert np.count_nonzero(pixels[other].max(axis=1) > 60) < 0.02 * other.sum(), name
+
+
+def test_neighbours_with_one_colour_get_two_in_the_overlay():
+    image, labels = phantom()
+    same = (Label(1, "kidney_right", (185, 102, 83)), Label(2, "kidney_left", (185, 102, 83)))
+    preview = render_preview(image, labels, same)
+    a, b = preview.colours[1], preview.colours[2]
+    assert float(delta_e(a, b)) >= 25.0
+    assert (185, 102, 83) in (a, b)  # one keeps the terminology colour
+    pixels = np.asarray(preview.image)
+    for colour in (a, b):  # and the legend shows the overlay colour
+        assert np.any(np.all(pixels == colour, axis=2))
+
+
+def test_a_small_label_off_the_centroid_gets_a_panel():
+    """A 3-voxel-thick box far from the others: no slice through the centroid cuts it."""
+    image, labels = phantom()
+    arr = labels.array.copy()
+    arr[50:56, 2:6, 2:5] = 3  # right-posterior-inferior corner
+    arr[5:15, 20:30, 15:25] = 0
+    arr[40:50, 35:45, 30:38] = 1  # left box moved up and anterior
+    table = (*TABLE[:2], Label(3, "corner", (20, 20, 250)))
+    preview = render_preview(image, labels.with_array(arr), table)
+    assert preview.missing == []
+    assert set().union(*preview.shown.values()) == {1, 2, 3}
+    pixels = np.asarray(preview.image)
+    corner = sum(
+        int(colour_mask(pixels, box, preview.colours[3]).sum()) for box in preview.panels.values()
+    )
+    assert corner > 0
+
+
+def test_slice_areas_sampled_planes_keep_one_voxel_labels():
+    from medrecon.export.preview_planes import slice_areas
+
+    lab = np.zeros((300, 280, 20), dtype=np.uint8)  # 84,000-voxel axial planes: sampled
+    lab[10:110, 20:120, 5:15] = 1
+    lab[151, 77, 9] = 2  # odd row and column: missed by every-2nd sampling
+    axial = slice_areas(lab, [1, 2])[2]
+    assert axial[0].tolist() == [0] * 5 + [100 * 100] * 10 + [0] * 5
+    assert axial[1].tolist() == [0] * 9 + [1] + [0] * 10

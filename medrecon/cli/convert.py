@@ -6,8 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from medrecon.io.convert import convert
-
 __all__ = ["add_parser", "main"]
 
 
@@ -48,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrecon.io.convert import convert
+
     written = convert(
         args.input,
         args.output,

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from medrecon.io import scan
-from medrecon.io.report import ScanReport
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from medrecon.io.report import ScanReport
 
 __all__ = ["add_parser", "format_report", "main"]
 
@@ -75,6 +76,8 @@ def format_report(report: ScanReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrecon.io import scan
+
     report = scan(args.input, philips_scaling=args.philips_scaling, derived_dwi=args.derived_dwi)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)

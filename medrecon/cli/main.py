@@ -28,7 +28,19 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names (its first non-option word), if it is one of ours."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that sub-command (``""``: none), so starting
+    one command imports nothing the others need (``medrecon --help`` lists them all)."""
     from importlib import import_module
 
     from medrecon import __version__
@@ -41,13 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _COMMANDS.values():
-        import_module(module).add_parser(sub)
+    for name, module in _COMMANDS.items():
+        if only is None or name == only:
+            import_module(module).add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    only = _named_command(argv)
+    if only is None and "--version" in argv:
+        only = ""  # --version exits while parsing: no sub-command parsers needed
+    parser = build_parser(only)
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     try:

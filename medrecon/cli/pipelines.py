@@ -7,8 +7,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from medrecon.pipeline.registry import list_pipelines
-
 __all__ = ["add_parser", "main", "run"]
 
 
@@ -20,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medrecon.pipeline.registry import list_pipelines
+
     infos = list_pipelines()
     if args.json:
         rows = []

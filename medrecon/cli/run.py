@@ -1,7 +1,7 @@
 """``medrecon run INPUT -o OUTDIR``: a study in, every Slicer-ready output out.
 
-Calls :func:`medrecon.run.run_study` and shows each stage with its time on
-stderr as it finishes.
+Calls :func:`medrecon.run.run_study` and shows on stderr each stage with its
+time as it finishes, and the steps inside long ones (files read, windows segmented).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from medrecon.outputs import MESH_FORMATS
+from medrecon.progress import StageProgress
 
 __all__ = ["add_output_options", "add_parser", "main", "output_list", "run"]
 
@@ -65,8 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _progress(stage: str, seconds: float) -> None:
-    print(f"  {stage:<12} {seconds:7.2f} s", file=sys.stderr, flush=True)
+#: Stages and their steps, to stderr (looked up when written, so a test's capture sees them).
+_progress = StageProgress()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,14 @@ from medrecon.pipeline.device import DeviceChoice
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-__all__ = ["Attempt", "is_out_of_memory", "plan_attempts", "predict_probabilities", "run_ladder"]
+__all__ = [
+    "Attempt",
+    "count_windows",
+    "is_out_of_memory",
+    "plan_attempts",
+    "predict_probabilities",
+    "run_ladder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +150,29 @@ def _to_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
-def _one_attempt(net, image, spec: InferenceSpec, attempt: Attempt) -> torch.Tensor:
+def count_windows(image_size, roi_size, overlap) -> int:
+    """Windows MONAI's ``sliding_window_inference`` cuts from one image: per axis one
+    when the image fits the window, else enough steps of ``int(roi * (1 - overlap))``
+    (at least 1) to reach the end; the image is first padded up to the window."""
+    n = 1
+    overlaps = overlap if isinstance(overlap, list | tuple) else [overlap] * len(image_size)
+    for size, roi, o in zip(image_size, roi_size, overlaps):
+        roi = size if roi is None or roi <= 0 else roi  # MONAI's fall_back_tuple
+        size = max(size, roi)
+        if size == roi:
+            continue
+        step = max(int(roi * (1 - o)), 1)
+        n *= -(-(size - roi) // step) + 1
+    return n
+
+
+def _one_attempt(
+    net, image, spec: InferenceSpec, attempt: Attempt, what: str = "windows"
+) -> torch.Tensor:
     import torch
     from monai.inferers import sliding_window_inference
+
+    from medrecon.progress import update
 
     device = torch.device(attempt.device)
     net.to(device)
@@ -153,10 +180,16 @@ def _one_attempt(net, image, spec: InferenceSpec, attempt: Attempt) -> torch.Ten
     x = image.to(attempt.stitch_device)
     cval = float(x.min())  # pad like background, not like mid-grey
 
-    def predictor(window: torch.Tensor) -> torch.Tensor:
-        return _first_tensor(net(window))
-
     flips: list[tuple[int, ...]] = [(), *spec.tta_flips]
+    total_windows = count_windows(x.shape[2:], spec.roi_size, spec.overlap) * len(flips)
+    done = [0]
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        out = _first_tensor(net(window))
+        done[0] += window.shape[0]  # one call per batch of windows
+        update(what, done[0], total_windows)
+        return out
+
     total = None
     autocast = (
         torch.autocast(device_type=device.type, dtype=getattr(torch, attempt.amp_dtype))
@@ -199,8 +232,10 @@ def predict_probabilities(
     spec: InferenceSpec,
     choice: DeviceChoice,
     warnings: list[str] | None = None,
+    what: str = "windows",
 ) -> tuple[torch.Tensor, Attempt]:
     """Class probabilities (C, X, Y, Z) float32 for a (1, 1, X, Y, Z) input, on the
-    device the windows were stitched on."""
+    device the windows were stitched on. Windows done / total (TTA passes included)
+    go to :func:`medrecon.progress.update` as ``what``."""
     attempts = plan_attempts(choice, spec.sw_batch_size)
-    return run_ladder(attempts, lambda a: _one_attempt(net, image, spec, a), warnings)
+    return run_ladder(attempts, lambda a: _one_attempt(net, image, spec, a, what), warnings)

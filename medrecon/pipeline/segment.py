@@ -107,7 +107,9 @@ class Segmenter:
     def label_dtype(self) -> type:
         return np.uint8 if self.pipeline.max_label < 256 else np.uint16
 
-    def _probabilities(self, net, volume: Volume, spacing, warnings, timings, tta=True):
+    def _probabilities(
+        self, net, volume: Volume, spacing, warnings, timings, tta=True, what="windows"
+    ):
         t0 = time.perf_counter()
         model_input = prepare_input(
             volume, self.pipeline.preprocess, spacing=spacing, device=self._prep_device
@@ -118,7 +120,9 @@ class Segmenter:
             from dataclasses import replace
 
             spec = replace(spec, tta_flips=())
-        probs, attempt = predict_probabilities(net, model_input.tensor, spec, self.choice, warnings)
+        probs, attempt = predict_probabilities(
+            net, model_input.tensor, spec, self.choice, warnings, what
+        )
         t2 = time.perf_counter()
         timings["preprocess"] = timings.get("preprocess", 0.0) + t1 - t0
         timings["inference"] = timings.get("inference", 0.0) + t2 - t1
@@ -136,7 +140,9 @@ class Segmenter:
         assert coarse is not None
         net = self.coarse_net if self.coarse_net is not None else self.net
         t0 = time.perf_counter()
-        probs, affine, _ = self._probabilities(net, volume, coarse.spacing, warnings, {}, tta=False)
+        probs, affine, _ = self._probabilities(
+            net, volume, coarse.spacing, warnings, {}, tta=False, what="coarse windows"
+        )
         found = np.argwhere(probs.argmax(dim=0).cpu().numpy() > 0)
         timings["coarse"] = time.perf_counter() - t0
         if len(found) == 0:

@@ -18,6 +18,7 @@ from pydicom.uid import UID
 from medrecon.errors import DecodeError
 from medrecon.io.dicom.header import SliceHeader
 from medrecon.io.dicom.mosaic import split_mosaic
+from medrecon.progress import counted
 
 __all__ = ["DecodeFailure", "decode_slices", "rescale_stack", "decoder_hint"]
 
@@ -167,9 +168,9 @@ def decode_slices(
     items = list(by_file.items())
     if threads > 1 and len(items) > 8:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, items))
+            list(counted(pool.map(work, items), "files decoded", len(items)))
     else:
-        for item in items:
+        for item in counted(items, "files decoded", len(items)):
             work(item)
     return out, failures
 

@@ -9,7 +9,6 @@ fall exactly on a target plane with an integer shift are copied exactly.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from medrecon.io.dicom.geometry import StackGeometry
 
@@ -38,6 +37,8 @@ def _shifted(
         if r1 > r0 and c1 > c0:
             out[r0:r1, c0:c1] = plane[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
         return out
+    from scipy import ndimage  # here: scipy.ndimage costs ~0.25 s to import, rarely needed
+
     ndimage.affine_transform(
         plane.astype(np.float32, copy=False),
         np.eye(2),

@@ -15,6 +15,7 @@ import pydicom
 from medrecon.errors import InputError
 from medrecon.io.dicom.header import SkipFile, SliceHeader, read_slice_headers
 from medrecon.io.report import SkippedFile
+from medrecon.progress import counted
 
 __all__ = ["HeaderScan", "dicomdir_files", "list_files", "read_headers"]
 
@@ -82,9 +83,10 @@ def read_headers(files: Iterable[Path], workers: int | None = None) -> HeaderSca
     if n_workers > 1 and len(paths) >= _PARALLEL_MIN_FILES:
         chunk = max(8, len(paths) // (n_workers * 4))
         with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            results = list(pool.map(_read_one, paths, chunksize=chunk))
+            reading = pool.map(_read_one, paths, chunksize=chunk)
+            results = list(counted(reading, "headers", len(paths)))
     else:
-        results = [_read_one(p) for p in paths]
+        results = [_read_one(p) for p in counted(paths, "headers", len(paths))]
     for path, (slices, reason) in zip(paths, results):
         if reason is not None:
             scan.skipped.append(SkippedFile(path, reason))
