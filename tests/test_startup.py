@@ -65,6 +65,12 @@ def test_info_imports_only_the_dicom_reader():
     assert not modules & {*HEAVY, "nibabel", "scipy"}
 
 
+def test_info_on_a_siemens_mosaic_reads_its_csa_header_without_nibabel(shared_data):
+    result = imported_by(["info", str(shared_data / "dicom" / "mr-orientation" / "in" / "ax")])
+    assert result["code"] == 0
+    assert not set(result["modules"]) & {*HEAVY, "nibabel", "scipy"}
+
+
 def test_convert_imports_no_engine(tmp_path):
     result = imported_by(["convert", str(SAMPLE), "-o", str(tmp_path / "out")])
     assert result["code"] == 0

@@ -11,44 +11,24 @@ axis; slices step along the CSA SliceNormalVector by SpacingBetweenSlices.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from pydicom.dataset import Dataset
 
+from medrecon.io.dicom.csa import csa_image_header, mosaic_count, slice_normal_vector
 from medrecon.io.dicom.header import SkipFile, SliceHeader, with_position
 
 __all__ = ["mosaic_tiles", "split_mosaic"]
 
 
-def _csareader():
-    # nibabel warns on importing its (experimental) DICOM readers; the CSA parser is stable.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nibabel.nicom import csareader
-    return csareader
-
-
-def _csa_image_header(ds: Dataset) -> dict | None:
-    csareader = _csareader()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return csareader.get_csa_header(ds, "image")
-    except Exception:  # a damaged CSA blob: fall back to the standard tags
-        return None
-
-
 def mosaic_tiles(ds: Dataset, rec: SliceHeader) -> list[SliceHeader]:
     """Expand one mosaic image record into one record per tile."""
-    csareader = _csareader()
-
-    csa = _csa_image_header(ds)
+    csa = csa_image_header(ds)
     n = None
     if (0x0019, 0x100A) in ds:
         n = int(ds[0x0019, 0x100A].value)
     elif csa is not None:
-        n = csareader.get_n_mosaic(csa)
+        n = mosaic_count(csa)
     if not n:
         raise SkipFile("Siemens mosaic without NumberOfImagesInMosaic")
     per_side = math.ceil(math.sqrt(n))
@@ -60,7 +40,7 @@ def mosaic_tiles(ds: Dataset, rec: SliceHeader) -> list[SliceHeader]:
     col_cos = np.array(rec.iop[3:])
     normal = np.cross(row_cos, col_cos)
     if csa is not None:
-        csa_normal = csareader.get_slice_normal(csa)
+        csa_normal = slice_normal_vector(csa)
         if csa_normal is not None and np.linalg.norm(csa_normal) > 0.5:
             normal = np.asarray(csa_normal, dtype=float) / np.linalg.norm(csa_normal)
     step = rec.spacing_between_slices or rec.slice_thickness or 1.0
