@@ -25,7 +25,7 @@ COLOUR_PHOTOMETRIC = frozenset(
 
 def check_colour(ds: Dataset) -> None:
     """Raise SkipFile for a colour layout that is not loaded (greyscale passes)."""
-    from medrecon.io.dicom.header import SkipFile
+    from medrecon.io.dicom.values import SkipFile
 
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples == 1:

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from medrecon.io.dicom.group import StackPlan
-from medrecon.io.dicom.header import SliceHeader
+from medrecon.io.dicom.records import SliceHeader
 
 __all__ = ["flip_reversed_rows", "is_reversed_polarity", "split_pepolar"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from medrecon.io.dicom.geometry import slice_normal
-from medrecon.io.dicom.header import SliceHeader
+from medrecon.io.dicom.records import SliceHeader
 
 __all__ = ["StackPlan", "group_slices", "orientation_name", "POSITION_TOL_MM"]
 

@@ -9,13 +9,13 @@ three sources share one path. Pixels are not read here.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
 from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medrecon.io.dicom.records import SliceHeader, with_position
 from medrecon.io.dicom.uids import NON_IMAGE_MODALITIES, missing_uids, series_fallback_uid
 from medrecon.io.dicom.values import (
     SkipFile,
@@ -25,9 +25,15 @@ from medrecon.io.dicom.values import (
     pixel_spacing,
     plane_orientation,
 )
-from medrecon.io.dicom.vendor import VendorInfo, read_vendor
+from medrecon.io.dicom.vendor import read_vendor
 
-__all__ = ["SliceHeader", "SkipFile", "read_slice_headers", "DICOMDIR_SOP_CLASS"]
+__all__ = [
+    "DICOMDIR_SOP_CLASS",
+    "SkipFile",
+    "SliceHeader",
+    "read_slice_headers",
+    "with_position",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,62 +59,6 @@ _NON_IMAGE_ROOTS: tuple[tuple[str, str], ...] = (
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SCANOGRAM"}
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _DEFER = 2048  # bytes: larger values (pixels, big private blobs) are left on disk
-_NO_VENDOR_FACTS = VendorInfo()  # frozen: one shared default
-
-
-@dataclass(frozen=True)
-class SliceHeader:
-    """One 2D slice, as its header describes it (LPS patient coordinates)."""
-
-    path: str
-    frame: int | None  # frame of a multi-frame file, tile of a mosaic, None otherwise
-    kind: str  # "single" | "multiframe" | "mosaic"
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_uid: str
-    study_uid: str
-    frame_of_reference_uid: str | None
-    modality: str
-    series_number: int | None
-    series_description: str
-    image_type: tuple[str, ...]
-    rows: int
-    cols: int
-    iop: tuple[float, ...]  # row cosine (3) then column cosine (3)
-    ipp: tuple[float, float, float]
-    pixel_spacing: tuple[float, float]  # (between rows, between columns)
-    slope: float
-    intercept: float
-    echo_number: int | None
-    echo_time: float | None
-    temporal: tuple[Any, ...]  # sorts repeated acquisitions at one position
-    instance_number: int | None
-    transfer_syntax: str
-    bits_allocated: int
-    bits_stored: int
-    pixel_representation: int
-    photometric: str
-    pixel_offset: int | None  # byte offset of native little-endian pixels (fast path)
-    pixel_length: int | None
-    mosaic_tiles: int  # tiles per mosaic side (1 unless a mosaic)
-    slice_thickness: float | None
-    spacing_between_slices: float | None
-    gantry_tilt: float | None
-    n_frames: int  # frames in the file
-    samples_per_pixel: int = 1  # 3 for colour (RGB after decoding)
-    vendor: VendorInfo = _NO_VENDOR_FACTS  # private/vendor facts for the vendor rules
-    #: UIDs blank or missing in the file (see uids.py); series_uid is then derived.
-    uid_fallback: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """Identifies one stored slice: the same object read twice has the same key."""
-        return (self.series_uid, self.sop_instance_uid, -1 if self.frame is None else self.frame)
-
-    @property
-    def location(self) -> str:
-        """Human-readable place of this slice for messages."""
-        return self.path if self.frame is None else f"{self.path} [frame {self.frame + 1}]"
 
 
 def _dcmread(path: str) -> Dataset:
@@ -353,8 +303,3 @@ def read_slice_headers(path: str) -> list[SliceHeader]:
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         # Values pydicom cannot parse (nonsense in a numeric element) land here too.
         raise SkipFile(f"incomplete image header ({type(exc).__name__}: {exc})") from exc
-
-
-def with_position(rec: SliceHeader, ipp: tuple[float, float, float], **changes: Any) -> SliceHeader:
-    """A copy of ``rec`` at another position (used for mosaic tiles)."""
-    return replace(rec, ipp=ipp, **changes)

@@ -16,7 +16,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medrecon.io.dicom.csa import csa_image_header, mosaic_count, slice_normal_vector
-from medrecon.io.dicom.header import SkipFile, SliceHeader, with_position
+from medrecon.io.dicom.records import SliceHeader, with_position
+from medrecon.io.dicom.values import SkipFile
 
 __all__ = ["mosaic_tiles", "split_mosaic"]
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from medrecon.io.dicom.group import StackPlan
-from medrecon.io.dicom.header import SliceHeader
+from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.report import SkippedFile
 
 __all__ = [

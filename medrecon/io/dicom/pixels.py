@@ -16,8 +16,8 @@ import pydicom
 from pydicom.uid import UID
 
 from medrecon.errors import DecodeError
-from medrecon.io.dicom.header import SliceHeader
 from medrecon.io.dicom.mosaic import split_mosaic
+from medrecon.io.dicom.records import SliceHeader
 from medrecon.progress import counted
 
 __all__ = ["DecodeFailure", "decode_slices", "rescale_stack", "decoder_hint"]

@@ -16,8 +16,8 @@ from medrecon.io.dicom import vendor_rules
 from medrecon.io.dicom.colour import COLOUR_AXIS, stack_colour
 from medrecon.io.dicom.geometry import StackGeometry, plan_stack_geometry
 from medrecon.io.dicom.group import StackPlan, orientation_name
-from medrecon.io.dicom.header import SliceHeader
 from medrecon.io.dicom.pixels import decode_slices, rescale_stack
+from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.dicom.resample import resample_stack
 from medrecon.io.dicom.uids import fallback_warning
 from medrecon.io.report import SeriesSummary, SkippedFile

@@ -19,7 +19,8 @@ from dataclasses import replace
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medrecon.io.dicom.header import SkipFile, SliceHeader, with_position
+from medrecon.io.dicom.records import SliceHeader, with_position
+from medrecon.io.dicom.values import SkipFile
 
 __all__ = ["grid_tiles", "split_grid", "uih_slice_count", "vframe_first_position"]
 
