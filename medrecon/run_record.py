@@ -44,6 +44,7 @@ def run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, writ
             "path": source,
             "kind": result.input_kind,
             "series_uid": meta.series_uid,
+            "missing_uids": list(meta.extra.get("missing_uids", [])),
             "series_number": meta.series_number,
             "series_description": meta.description,
             "study_uid": meta.study_uid,

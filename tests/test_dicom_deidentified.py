@@ -95,6 +95,21 @@ def test_series_without_uids_loads_with_a_warning(source, original, tmp_path, mo
     assert any("blank or missing SeriesInstanceUID" in w for w in summary.warnings)
 
 
+def test_convert_sidecar_says_which_uids_were_missing(source, original, tmp_path):
+    deidentify(source, tmp_path / "in", keys=("SeriesInstanceUID", "SOPInstanceUID"))
+    assert main(["convert", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
+    (sidecar,) = (tmp_path / "out").glob("*.json")
+    meta = json.loads(sidecar.read_text())
+    assert meta["MissingUIDs"] == ["SeriesInstanceUID", "SOPInstanceUID"]
+    assert meta["SeriesInstanceUIDDerived"] is True
+    assert meta["SeriesInstanceUID"] != original.meta.series_uid
+    assert meta["StudyInstanceUID"] == original.meta.study_uid  # kept: it was not blanked
+    assert main(["convert", str(source), "-o", str(tmp_path / "plain")]) == 0
+    (plain,) = (tmp_path / "plain").glob("*.json")
+    plain_meta = json.loads(plain.read_text())
+    assert plain_meta["MissingUIDs"] == [] and plain_meta["SeriesInstanceUIDDerived"] is False
+
+
 def test_info_prints_the_fallback(source, tmp_path, capsys):
     deidentify(source, tmp_path / "in")
     assert main(["info", str(tmp_path / "in")]) == 0
@@ -226,6 +241,7 @@ def test_run_on_a_deidentified_study_writes_every_output(tmp_path):
     assert record["status"] == "complete"
     assert record["input"]["series_uid"].startswith("2.25.")
     assert record["input"]["study_uid"] is None
+    assert record["input"]["missing_uids"] == list(UID_KEYWORDS)
     for rel in record["outputs"]:
         assert (out / rel).is_file()
     assert "seg.dcm" in record["outputs"] and "labels.nii.gz" in record["outputs"]

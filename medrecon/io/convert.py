@@ -46,6 +46,9 @@ def sidecar(volume: Volume) -> dict[str, Any]:
     meta = volume.meta
     return {
         "SeriesInstanceUID": meta.series_uid,
+        # De-identified files: which UIDs were blank, and whether the one above is derived.
+        "MissingUIDs": list(meta.extra.get("missing_uids", [])),
+        "SeriesInstanceUIDDerived": "SeriesInstanceUID" in meta.extra.get("missing_uids", []),
         "SeriesNumber": meta.series_number,
         "SeriesDescription": meta.description,
         "Modality": meta.modality,
