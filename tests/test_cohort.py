@@ -144,7 +144,10 @@ def test_cohort_csv_matches_each_study_and_its_label_map(first_run):
         assert float(row["ball_ml"]) == pytest.approx(count * voxel_ml, rel=1e-5)
         assert float(row["ball_ml"]) == pytest.approx(stats[0]["volume_ml"], rel=1e-5)
         assert row["series_uid"] == (run["input"]["series_uid"] or "")
-        assert row["device"] == "cpu" and float(row["seconds"]) > 0
+        assert row["device"] == "cpu"
+        # The worker's time for the study holds every stage run.json timed.
+        stages = sum(v for k, v in run["timings_s"].items() if "." not in k)
+        assert stages <= float(row["seconds"]) < stages + 60
         assert row["pipeline"] == run["pipeline"]["name"] == "test-ball"
         assert float(row["time_segment_s"]) == pytest.approx(run["timings_s"]["segment"], abs=2e-3)
     assert rows["ct-dicom"]["input_kind"] == "dicom" and rows["ct-ras"]["input_kind"] == "nifti"

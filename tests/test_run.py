@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -70,7 +71,7 @@ def full_run(study, ball_pipeline, tmp_path_factory):
         pipeline=ball_pipeline,
         device="cpu",
         outputs=OUTPUTS,  # the test pipeline lists only labels and stats
-        progress=lambda stage, seconds: stages.append(stage),
+        progress=lambda stage, seconds: stages.append((stage, seconds)),
     )
     return result, out, stages
 
@@ -89,9 +90,17 @@ def test_every_output_is_written_and_listed(full_run):
     assert is_complete(out)
     # No temporary folder is left beside the output.
     assert [p.name for p in out.parent.iterdir()] == ["out"]
+    heard: dict[str, float] = {}
+    for stage, seconds in stages:
+        heard[stage] = heard.get(stage, 0.0) + seconds
     for stage in ("load_model", "load", "segment", "labels", "meshes", "scene", "dicom_seg"):
-        assert stage in stages
-        assert record["timings_s"][stage] >= 0
+        # run.json holds what the progress callback heard, rounded to the millisecond.
+        assert record["timings_s"][stage] == round(heard[stage], 3)
+    top = {k: v for k, v in record["timings_s"].items() if "." not in k}
+    assert set(top) == set(heard)  # every stage reported, none invented
+    started = datetime.fromisoformat(record["started"])
+    finished = datetime.fromisoformat(record["finished"])
+    assert sum(heard.values()) <= (finished - started).total_seconds() + 1.0  # 1 s: rounding
 
 
 def test_the_ball_series_is_chosen_and_recorded(full_run, study, ball_pipeline):
