@@ -131,6 +131,22 @@ def test_non_philips_and_philips_ct_are_unchanged(dicom_dir):
     assert ct.array.dtype == np.int16
 
 
+def test_a_philips_ct_carrying_a_scale_slope_keeps_its_hu(ct_source, tmp_path):
+    """The precise-scaling rule is MR's: a CT with the private tag keeps RescaleSlope HU."""
+    philips_classic_mr(
+        ct_source, tmp_path / "ct", rescale_slope=1.0, rescale_intercept=-1024, scale_slope=0.5
+    )
+    for path in (tmp_path / "ct").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT"
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.save_as(path, enforce_file_format=True)
+    volume = medrecon.load(tmp_path / "ct")
+    original = medrecon.load(ct_source)
+    np.testing.assert_array_equal(volume.array, original.array)
+    assert "vendor" not in volume.meta.extra
+
+
 def test_info_cli_names_the_scaling(dicom_dir, capsys):
     from medrecon.cli.main import main
 

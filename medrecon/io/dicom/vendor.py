@@ -159,7 +159,8 @@ def read_vendor(
     little = bool(getattr(ds, "is_little_endian", True) is not False)
     frame_groups = [per_frame, shared] if per_frame is not None or shared is not None else []
     scale = None
-    if maker == "PHILIPS":
+    # The Scale Slope is an MR value (Philips MR Imaging group): a CT keeps its HU.
+    if maker == "PHILIPS" and str(ds.get("Modality", "") or "").strip().upper() == "MR":
         # Enhanced files keep it per frame in a private sequence; classic files at the top.
         for group in (*frame_groups, None):
             source = _first_item(group, _PHILIPS_PRIVATE_FRAME) if group is not None else ds
