@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from medrecon.errors import OutputError, OutputExistsError
@@ -22,6 +25,7 @@ __all__ = [
     "MARKER_FILES",
     "check_replaceable",
     "make_staging_folder",
+    "staging_folder",
     "write_failure",
     "written_by_medrecon",
 ]
@@ -105,6 +109,18 @@ def make_staging_folder(outdir: Path) -> Path:
     return tmp
 
 
+@contextmanager
+def staging_folder(outdir: Path) -> Iterator[Path]:
+    """:func:`make_staging_folder`, removed again if the block raises (the run
+    renames it into place itself when it succeeds)."""
+    tmp = make_staging_folder(outdir)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_failure(outdir: Path, exc: OSError) -> OutputError:
     """An :class:`OutputError` for a write that failed mid-run (disk full, ...)."""
     reason = exc.strerror or type(exc).__name__
@@ -117,7 +133,7 @@ def write_failure(outdir: Path, exc: OSError) -> OutputError:
 
 def _space_hint(outdir: Path) -> str:
     try:
-        free = os.statvfs(outdir.parent).f_bavail * os.statvfs(outdir.parent).f_frsize
+        fs = os.statvfs(outdir.parent)
     except OSError:
         return ""
-    return f" ({free / 2**20:.0f} MiB free there)"
+    return f" ({fs.f_bavail * fs.f_frsize / 2**20:.0f} MiB free there)"

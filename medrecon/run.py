@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
-from medrecon.output_folder import check_replaceable, make_staging_folder, write_failure
+from medrecon.output_folder import check_replaceable, staging_folder, write_failure
 from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
@@ -274,126 +274,83 @@ def run_study(
     _check_paths(source, outdir, overwrite)
     check_mesh_format(mesh_format)
     # Before any pipeline, model or study is read: an unwritable location fails in one line.
-    tmp = make_staging_folder(outdir)
-    try:
-        result = _run_into(
-            tmp,
-            source,
-            outdir,
-            pipeline=pipeline,
-            segmenter=segmenter,
-            segmenters=segmenters,
-            device=device,
-            series=series,
-            mesh_format=mesh_format,
-            dicom_seg=dicom_seg,
-            mrb=mrb,
-            outputs=outputs,
-            force=force,
-            progress=progress,
-            input_label=input_label,
-        )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    result.run_json = outdir / RUN_JSON
-    return result
-
-
-def _run_into(
-    tmp: Path,
-    source: Path,
-    outdir: Path,
-    *,
-    pipeline,
-    segmenter,
-    segmenters,
-    device: str,
-    series,
-    mesh_format: str,
-    dicom_seg: bool,
-    mrb: bool,
-    outputs,
-    force: bool,
-    progress,
-    input_label,
-) -> RunResult:
-    """The body of :func:`run_study`, writing into the staging folder ``tmp``."""
-    started = datetime.now(timezone.utc)
-    clock = _Clock(progress)
-    warnings: list[str] = []
-    kind = input_kind(source)
-    auto = segmenter is None and is_auto(pipeline)
-    modalities = None
-    if auto:
-        modalities = _auto_candidates(outputs, dicom_seg, mrb)
-    else:
-        # An explicit pipeline is parsed first: a bad file fails before the study is read.
-        config = _config(pipeline, segmenter, segmenters)
-        why = _given(pipeline, segmenter)
-        plan = _plan(config, kind, outputs, dicom_seg, mrb)
-    with _readable(source, kind) as readable:
-        # --force lifts the modality filter: any series may be chosen, with a warning.
-        modality = None if auto or force else config.modality
-        with clock.stage("load"):
-            volume, chosen = _load_series(
-                readable,
-                modality,
-                modalities,
-                series,
-                str(source),
-                warnings,
-            )
+    with staging_folder(outdir) as tmp:
+        started = datetime.now(timezone.utc)
+        clock = _Clock(progress)
+        warnings: list[str] = []
+        kind = input_kind(source)
+        auto = segmenter is None and is_auto(pipeline)
+        modalities = None
         if auto:
-            auto_choice = choose_pipeline(volume, where=str(source))
-            warnings.extend(auto_choice.warnings)
-            why = auto_choice.reason
-            pipeline = auto_choice.path
-            config = _config(pipeline, None, segmenters)
+            modalities = _auto_candidates(outputs, dicom_seg, mrb)
+        else:
+            # An explicit pipeline is parsed first: a bad file fails before the study is read.
+            config = _config(pipeline, segmenter, segmenters)
+            why = _given(pipeline, segmenter)
             plan = _plan(config, kind, outputs, dicom_seg, mrb)
-        domain = check_domain(volume, config, where=str(source), force=force)
-        warnings.extend(domain.warnings)
-        with clock.stage("load_model"):
-            seg_engine = _segmenter_for(config, pipeline, segmenter, segmenters, device)
-        pipe: Pipeline = seg_engine.pipeline
-        logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
-        with clock.stage("segment"):
-            seg = seg_engine(volume)
-        warnings.extend(seg.warnings)
-        warnings.extend(_volume_checks(seg.labels, pipe))
-        for name, seconds in seg.timings.items():
-            clock.timings[f"segment.{name}"] = seconds
+        with _readable(source, kind) as readable:
+            # --force lifts the modality filter: any series may be chosen, with a warning.
+            modality = None if auto or force else config.modality
+            with clock.stage("load"):
+                volume, chosen = _load_series(
+                    readable,
+                    modality,
+                    modalities,
+                    series,
+                    str(source),
+                    warnings,
+                )
+            if auto:
+                auto_choice = choose_pipeline(volume, where=str(source))
+                warnings.extend(auto_choice.warnings)
+                why = auto_choice.reason
+                pipeline = auto_choice.path
+                config = _config(pipeline, None, segmenters)
+                plan = _plan(config, kind, outputs, dicom_seg, mrb)
+            domain = check_domain(volume, config, where=str(source), force=force)
+            warnings.extend(domain.warnings)
+            with clock.stage("load_model"):
+                seg_engine = _segmenter_for(config, pipeline, segmenter, segmenters, device)
+            pipe: Pipeline = seg_engine.pipeline
+            logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
+            with clock.stage("segment"):
+                seg = seg_engine(volume)
+            warnings.extend(seg.warnings)
+            warnings.extend(_volume_checks(seg.labels, pipe))
+            for name, seconds in seg.timings.items():
+                clock.timings[f"segment.{name}"] = seconds
+            try:
+                written = write_outputs(
+                    tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
+                )
+            except OSError as exc:
+                raise write_failure(outdir, exc) from exc
+            warnings.extend(written.warnings)
+        result = RunResult(
+            outdir=outdir,
+            status="complete",
+            input_kind=kind,
+            series_uid=volume.meta.series_uid,
+            series_number=volume.meta.series_number,
+            device=seg.device,
+            timings=clock.timings,
+            warnings=warnings,
+            labels_found=written.labels_found,
+            stats=written.stats,
+            outputs=sorted(written.files),
+            pipeline=pipe.name,
+            pipeline_choice=why,
+        )
+        label = input_label if input_label is not None else str(source.resolve())
+        record = run_record(label, volume, chosen, pipe, result, written, started)
+        record["input"]["modality_source"] = domain.modality_source
+        record["input"]["body_part"] = domain.body_part
+        from medrecon.atomic import atomic_write_json
+
         try:
-            written = write_outputs(
-                tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
-            )
+            atomic_write_json(tmp / RUN_JSON, record)
+            _move_into_place(tmp, outdir)
         except OSError as exc:
             raise write_failure(outdir, exc) from exc
-        warnings.extend(written.warnings)
-    result = RunResult(
-        outdir=outdir,
-        status="complete",
-        input_kind=kind,
-        series_uid=volume.meta.series_uid,
-        series_number=volume.meta.series_number,
-        device=seg.device,
-        timings=clock.timings,
-        warnings=warnings,
-        labels_found=written.labels_found,
-        stats=written.stats,
-        outputs=sorted(written.files),
-        pipeline=pipe.name,
-        pipeline_choice=why,
-    )
-    label = input_label if input_label is not None else str(source.resolve())
-    record = run_record(label, volume, chosen, pipe, result, written, started)
-    record["input"]["modality_source"] = domain.modality_source
-    record["input"]["body_part"] = domain.body_part
-    from medrecon.atomic import atomic_write_json
-
-    try:
-        atomic_write_json(tmp / RUN_JSON, record)
-        _move_into_place(tmp, outdir)
-    except OSError as exc:
-        raise write_failure(outdir, exc) from exc
+    result.run_json = outdir / RUN_JSON
     return result
