@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from medrecon.errors import OutOfDomainError
 from medrecon.pipeline.auto import UNTAGGED, guess_modality
@@ -62,21 +61,9 @@ class DomainCheck:
 
 
 def body_part_of(volume: Volume) -> str | None:
-    """BodyPartExamined of the volume's first source file (None for NIfTI & co.)."""
+    """BodyPartExamined, as the DICOM loader recorded it (None for NIfTI & co.)."""
     recorded = volume.meta.extra.get("body_part")
-    if recorded:
-        return str(recorded)
-    files = volume.meta.source_files
-    if not files or not Path(files[0]).is_file():
-        return None
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=[(0x0018, 0x0015)])
-    except Exception:  # pydicom raises many kinds; the loader already read this file
-        return None
-    value = str(ds.get("BodyPartExamined", "") or "").strip()
-    return value or None
+    return str(recorded) if recorded else None
 
 
 def _shown(terms: list[str], n: int = 4) -> str:
@@ -97,7 +84,7 @@ def check_domain(
 ) -> DomainCheck:
     """Refuse (or, with ``force``, warn about) a study the pipeline is not made for.
 
-    ``body_part`` overrides the value read from the source files (tests, callers
+    ``body_part`` overrides the value the loader recorded (tests, callers
     that already have it).
     """
     warnings: list[str] = []

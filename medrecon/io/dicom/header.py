@@ -180,6 +180,7 @@ def _base_record(ds: Dataset, path: str) -> dict[str, Any]:
         "spacing_between_slices": opt_float(ds.get("SpacingBetweenSlices")),
         "gantry_tilt": opt_float(ds.get("GantryDetectorTilt")),
         "n_frames": int(ds.get("NumberOfFrames", 1) or 1),
+        "body_part": str(ds.get("BodyPartExamined", "") or "").strip(),
         "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
     }
 

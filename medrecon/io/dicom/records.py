@@ -55,6 +55,7 @@ class SliceHeader:
     vendor: VendorInfo = _NO_VENDOR_FACTS  # private/vendor facts for the vendor rules
     #: UIDs blank or missing in the file (see uids.py); series_uid is then derived.
     uid_fallback: tuple[str, ...] = ()
+    body_part: str = ""  # BodyPartExamined, checked against the pipeline's body_parts
 
     @property
     def key(self) -> tuple[str, str, int]:

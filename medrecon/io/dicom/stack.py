@@ -19,7 +19,7 @@ from medrecon.io.dicom.group import StackPlan, orientation_name
 from medrecon.io.dicom.pixels import decode_slices, rescale_stack
 from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.dicom.resample import resample_stack
-from medrecon.io.dicom.uids import UID_KEYWORDS, fallback_warning
+from medrecon.io.dicom.uids import fallback_warning, missing_in_records
 from medrecon.io.report import SeriesSummary, SkippedFile
 from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
 
@@ -68,12 +68,6 @@ def _frame_axis(groups: list[list[SliceHeader]]) -> str:
         if len({r.temporal[i] for r in recs}) == len(recs):
             return "time" if name in ("temporal position", "acquisition time") else name
     return "repetition"
-
-
-def _missing_uids(records: list[SliceHeader]) -> list[str]:
-    """UIDs blank or missing in any of the files (series_uid is then derived)."""
-    found = {k for r in records for k in getattr(r, "uid_fallback", ())}
-    return [k for k in UID_KEYWORDS if k in found]
 
 
 def summarize_stack(plan: StackPlan, *, philips_scaling: str = "precise") -> SeriesSummary:
@@ -287,7 +281,8 @@ def assemble_stack(
             "image_type": list(first.image_type),
             "resampled": geometry.needs_resampling,
             **({"vendor": facts} if facts else {}),
-            **({"missing_uids": missing} if (missing := _missing_uids(ordered)) else {}),
+            **({"missing_uids": missing} if (missing := missing_in_records(ordered)) else {}),
+            **({"body_part": first.body_part} if first.body_part else {}),
         },
     )
     return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped

@@ -29,7 +29,7 @@ __all__ = [
     "fallback_warning",
     "fill_blank_uids",
     "is_blank",
-    "missing_uids",
+    "missing_in_records",
     "series_fallback_uid",
     "study_fallback_uid",
 ]
@@ -117,6 +117,12 @@ def series_fallback_uid(ds: Dataset) -> str:
 def study_fallback_uid(ds: Dataset) -> str:
     """The UID that stands in for a blank StudyInstanceUID of ``ds``."""
     return derived_uid("study", (_text(ds, k) for k in STUDY_FALLBACK_KEYS))
+
+
+def missing_in_records(records: Sequence[Any]) -> list[str]:
+    """UIDs blank or missing in any of ``records``' files, in :data:`UID_KEYWORDS` order."""
+    found = {k for rec in records for k in getattr(rec, "uid_fallback", ())}
+    return [k for k in UID_KEYWORDS if k in found]
 
 
 def fallback_warning(records: Sequence[Any]) -> str | None:
