@@ -147,6 +147,18 @@ def test_a_philips_ct_carrying_a_scale_slope_keeps_its_hu(ct_source, tmp_path):
     assert "vendor" not in volume.meta.extra
 
 
+def test_cli_vendor_choices_are_the_loaders():
+    import argparse
+
+    from medrecon.cli.convert import add_vendor_options
+    from medrecon.io.dicom.philips import DERIVED_DWI, PHILIPS_SCALING
+
+    p = argparse.ArgumentParser()
+    add_vendor_options(p)
+    choices = {a.dest: tuple(a.choices) for a in p._actions if a.choices}
+    assert choices == {"philips_scaling": PHILIPS_SCALING, "derived_dwi": DERIVED_DWI}
+
+
 def test_info_cli_names_the_scaling(dicom_dir, capsys):
     from medrecon.cli.main import main
 

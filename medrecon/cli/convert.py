@@ -6,7 +6,30 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "add_vendor_options", "main"]
+
+
+def add_vendor_options(p: argparse.ArgumentParser) -> None:
+    """``--philips-scaling`` and ``--derived-dwi``, shared by ``convert`` and ``info``.
+
+    The choices are :data:`medrecon.io.dicom.philips.PHILIPS_SCALING` and
+    ``DERIVED_DWI``, written out so building the parser imports no reader (a test
+    checks they agree).
+    """
+    p.add_argument(
+        "--philips-scaling",
+        choices=("precise", "display"),
+        default="precise",
+        help="Philips MR values: precise floating point, display / (RescaleSlope x "
+        "ScaleSlope), as dcm2niix (default), or the display values",
+    )
+    p.add_argument(
+        "--derived-dwi",
+        choices=("drop", "split", "keep"),
+        default="drop",
+        help="Philips derived trace/ADC frames in a diffusion series: drop them (default, "
+        "as dcm2niix), write them as a separate volume, or keep them in the 4D volume",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,20 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="correct",
         help="gantry tilt: resample onto an orthogonal grid (default) or refuse",
     )
-    p.add_argument(
-        "--philips-scaling",
-        choices=("precise", "display"),
-        default="precise",
-        help="Philips MR values: precise floating point, display / (RescaleSlope x "
-        "ScaleSlope), as dcm2niix (default), or the display values",
-    )
-    p.add_argument(
-        "--derived-dwi",
-        choices=("drop", "split", "keep"),
-        default="drop",
-        help="Philips derived trace/ADC frames in a diffusion series: drop them (default, "
-        "as dcm2niix), write them as a separate volume, or keep them in the 4D volume",
-    )
+    add_vendor_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(run=run)
     return p

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from medrecon.cli.convert import add_vendor_options
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io.report import ScanReport
 
@@ -20,18 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the series in a DICOM folder/zip or image file")
     p.add_argument("input", help="DICOM folder, zip, DICOMDIR, DICOM file, NIfTI, NRRD or MHA")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument(
-        "--philips-scaling",
-        choices=("precise", "display"),
-        default="precise",
-        help="Philips MR values the volumes would hold (as for convert; shown in the notes)",
-    )
-    p.add_argument(
-        "--derived-dwi",
-        choices=("drop", "split", "keep"),
-        default="drop",
-        help="Philips derived trace/ADC frames: as for convert (changes the listed volumes)",
-    )
+    add_vendor_options(p)  # as for convert: the listed volumes are those it would write
     p.set_defaults(run=run)
     return p
 

@@ -104,7 +104,7 @@ def label_statistics(
     unnamed = [int(v) for v in np.flatnonzero(counts[1:]) + 1 if int(v) not in named]
     if unnamed:
         logger.warning("label values %s are not in the label table; not measured", unnamed)
-    voxel_ml = abs(float(np.linalg.det(labels.affine[:3, :3]))) / 1000.0
+    voxel_ml = labels.voxel_ml
     rows = []
     for label in sorted(label_table, key=lambda lb: lb.value):
         count = int(counts[label.value]) if label.value < counts.size else 0

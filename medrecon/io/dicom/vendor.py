@@ -18,6 +18,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from medrecon.io.dicom.values import opt_float
+
 __all__ = ["VendorInfo", "read_vendor", "manufacturer_of"]
 
 _PHILIPS_SCALE_SLOPE = (0x2005, 0x100E)  # FL "Scale Slope" (Philips MR Imaging DD 001)
@@ -79,11 +81,7 @@ def _float(value: Any, little_endian: bool = True) -> float | None:
         if not value:
             return None
         value = value[0]
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
+    return opt_float(value)
 
 
 def _decimal_string(element: Any) -> int | None:
