@@ -194,6 +194,12 @@ class Pipeline:
     body_parts: tuple[str, ...] = ()
     #: The file this pipeline was read from (None when built in code).
     source: Path | None = None
+    #: Who runs it: ``native`` (medrecon's own steps), ``nnunet``, ``bundle`` or
+    #: ``totalsegmentator`` (:mod:`medrecon.pipeline.engines`).
+    engine: str = "native"
+    #: The foreign model's own description (its folder, plans, folds...), read by
+    #: its engine; None for native pipelines.
+    foreign: Any = None
 
     def label_by_name(self, name: str) -> Label:
         for label in self.labels:
