@@ -14,6 +14,8 @@ from medrecon.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io import load, load_all, scan
+    from medrecon.pipeline.model_ref import ModelRef
+    from medrecon.pipeline.segment import segment
     from medrecon.run import run_study
     from medrecon.volume import Volume, VolumeMeta
 
@@ -24,6 +26,7 @@ __all__ = [
     "DicomError",
     "InputError",
     "MedreconError",
+    "ModelRef",
     "Volume",
     "VolumeMeta",
     "__version__",
@@ -31,6 +34,7 @@ __all__ = [
     "load_all",
     "run_study",
     "scan",
+    "segment",
 ]
 
 # Imported on first use, so `import medrecon` (and every CLI command's start-up)
@@ -40,6 +44,8 @@ _LAZY = {
     "load_all": "medrecon.io",
     "scan": "medrecon.io",
     "run_study": "medrecon.run",
+    "segment": "medrecon.pipeline.segment",
+    "ModelRef": "medrecon.pipeline.model_ref",
     "Volume": "medrecon.volume",
     "VolumeMeta": "medrecon.volume",
 }

@@ -28,6 +28,7 @@ from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.domain import check_domain
+from medrecon.pipeline.model_ref import ModelRef, as_model_ref
 from medrecon.run_record import RUN_JSON, is_complete, run_record
 from medrecon.volume import Volume
 
@@ -176,26 +177,27 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _config(pipeline, segmenter, segmenters) -> Pipeline:
-    """The pipeline's configuration, without loading its model."""
-    from medrecon.pipeline.registry import load_pipeline
+def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
+    """The model's pipeline and how it was given (for run.json), without loading its model."""
+    from medrecon.pipeline.model_ref import resolve_model
 
     if segmenter is not None:
-        return segmenter.pipeline
-    if isinstance(pipeline, Pipeline):
-        return pipeline
+        return segmenter.pipeline, "given: a loaded Segmenter"
+    if isinstance(model, Pipeline):
+        return model, f"given: pipeline object {model.name!r}"
     # A cohort worker's cache checks the weights once, when it loads them.
-    return load_pipeline(pipeline, check_weights=segmenters is None)
+    choice = resolve_model(model, check_weights=segmenters is None)
+    return choice.pipeline, f"given: {choice.found}"
 
 
-def _segmenter_for(config: Pipeline, pipeline, segmenter, segmenters, device: str):
-    from medrecon.pipeline.segment import Segmenter
+def _segmenter_for(config: Pipeline, model, segmenter, segmenters, device: str):
+    from medrecon.pipeline.engines import build_engine
 
     if segmenter is not None:
         return segmenter
     if segmenters is not None:
-        return segmenters.get(pipeline)  # remembered by name or path: parsed once
-    return Segmenter(config, device=device)
+        return segmenters.get(model)  # remembered as given: parsed once
+    return build_engine(config, device=device)
 
 
 def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
@@ -205,15 +207,6 @@ def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
     for message in found:  # returned for run.json and the CLI's summary
         logger.info("%s", message)
     return found
-
-
-def _given(pipeline, segmenter) -> str:
-    """How an explicit pipeline was given, for run.json."""
-    if segmenter is not None:
-        return "given: a loaded Segmenter"
-    if isinstance(pipeline, Pipeline):
-        return f"given: pipeline object {pipeline.name!r}"
-    return f"given: {os.fspath(pipeline)}"
 
 
 def _plan(pipe: Pipeline, kind: str, outputs, dicom_seg: bool, mrb: bool) -> OutputPlan:
@@ -236,7 +229,8 @@ def run_study(
     input_path: str | os.PathLike[str],
     outdir: str | os.PathLike[str],
     *,
-    pipeline: str | os.PathLike[str] | Pipeline = "auto",
+    model: str | os.PathLike[str] | Pipeline | ModelRef | None = None,
+    pipeline: str | os.PathLike[str] | Pipeline | ModelRef | None = None,
     segmenter=None,
     segmenters=None,
     device: str = "auto",
@@ -252,14 +246,17 @@ def run_study(
 ) -> RunResult:
     """Segment one study and write every output into ``outdir``.
 
-    ``pipeline``: ``"auto"`` (default) picks the series among those of any modality
-    a shipped pipeline is made for, then the shipped pipeline for its modality
-    (inferred from the intensities for NIfTI/NRRD/MHA, with a warning); or a
-    shipped pipeline's name, a YAML path or a Pipeline, whose modality the series
-    must have (``force`` segments a study of another modality or body part anyway,
-    with a warning, instead of raising :class:`~medrecon.errors.OutOfDomainError`).
+    ``model`` (or its older name ``pipeline``): ``"auto"`` (default) picks the
+    series among those of any modality a shipped pipeline is made for, then the
+    shipped pipeline for its modality (inferred from the intensities for
+    NIfTI/NRRD/MHA, with a warning); or any model ``--model`` takes (a shipped
+    pipeline's name, a YAML path, a MONAI bundle or nnU-Net v2 folder,
+    ``totalsegmentator:TASK``; a :class:`~medrecon.pipeline.model_ref.ModelRef`
+    carries its options) or a Pipeline, whose modality the series must have
+    (``force`` segments a study of another modality or body part anyway, with a
+    warning, instead of raising :class:`~medrecon.errors.OutOfDomainError`).
     ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`)
-    is reused when given; ``pipeline`` and ``device`` are then ignored.
+    is reused when given; ``model`` and ``device`` are then ignored.
     ``segmenters`` (a :class:`~medrecon.pipeline.segment.SegmenterCache`) supplies
     the Segmenter of whichever pipeline is chosen, so a cohort worker loads each
     model once; ``device`` is then the cache's. ``outputs`` is a subset of
@@ -279,14 +276,14 @@ def run_study(
         clock = _Clock(progress)
         warnings: list[str] = []
         kind = input_kind(source)
-        auto = segmenter is None and is_auto(pipeline)
+        ref = as_model_ref(model, pipeline=pipeline)
+        auto = segmenter is None and is_auto(ref)
         modalities = None
         if auto:
             modalities = _auto_candidates(outputs, dicom_seg, mrb)
         else:
-            # An explicit pipeline is parsed first: a bad file fails before the study is read.
-            config = _config(pipeline, segmenter, segmenters)
-            why = _given(pipeline, segmenter)
+            # An explicit model is read first: a bad one fails before the study is read.
+            config, why = _config(ref, segmenter, segmenters)
             plan = _plan(config, kind, outputs, dicom_seg, mrb)
         with _readable(source, kind) as readable:
             # --force lifts the modality filter: any series may be chosen, with a warning.
@@ -304,13 +301,13 @@ def run_study(
                 auto_choice = choose_pipeline(volume, where=str(source))
                 warnings.extend(auto_choice.warnings)
                 why = auto_choice.reason
-                pipeline = auto_choice.path
-                config = _config(pipeline, None, segmenters)
+                ref = ref.with_ref(auto_choice.path)
+                config, _ = _config(ref, None, segmenters)
                 plan = _plan(config, kind, outputs, dicom_seg, mrb)
             domain = check_domain(volume, config, where=str(source), force=force)
             warnings.extend(domain.warnings)
             with clock.stage("load_model"):
-                seg_engine = _segmenter_for(config, pipeline, segmenter, segmenters, device)
+                seg_engine = _segmenter_for(config, ref, segmenter, segmenters, device)
             pipe: Pipeline = seg_engine.pipeline
             logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
             with clock.stage("segment"):

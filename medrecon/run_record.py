@@ -58,6 +58,7 @@ def run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, writ
         },
         "pipeline": {
             "name": pipe.name,
+            "engine": pipe.engine,
             "version": pipe.version,
             "file": str(pipe.source) if pipe.source else None,
             "weights": str(weights.path) if weights else None,

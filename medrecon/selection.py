@@ -102,10 +102,10 @@ def choose_series(
             raise InputError(
                 f"{where}: no shipped pipeline segments {'/'.join(found)} images ({detail}); "
                 f"the shipped pipelines are made for {', '.join(sorted(modalities)) or 'none'}. "
-                f"Pass --pipeline NAME_OR_YAML with a pipeline made for {'/'.join(found)} images."
+                f"Pass --model NAME_OR_PATH with a model made for {'/'.join(found)} images."
             )
         hint = (
-            f"Use a pipeline made for {'/'.join(found)} images (or --pipeline auto), or pass "
+            f"Use a pipeline made for {'/'.join(found)} images (or --model auto), or pass "
             "--force to segment it anyway."
             if all("modality" in (refused[i] or "") for i in indices)
             else f"A pipeline needs one 3D {modality + ' ' if modality else ''}series of at "

@@ -99,7 +99,7 @@ def test_auto_picks_by_intensities_for_nifti(shared_data, rel, name):
     assert choice.name == name
     assert "no modality tag; intensities look like" in choice.reason
     (warning,) = choice.warnings
-    assert "inferred from its intensities" in warning and "--pipeline" in warning
+    assert "inferred from its intensities" in warning and "--model" in warning
 
 
 def test_a_modality_without_a_pipeline_is_a_clear_input_error():
@@ -108,7 +108,7 @@ def test_a_modality_without_a_pipeline_is_a_clear_input_error():
     with pytest.raises(InputError) as err:
         choose_pipeline(volume, where="/data/study9")
     text = str(err.value)
-    assert "/data/study9" in text and "US images" in text and "--pipeline" in text
+    assert "/data/study9" in text and "US images" in text and "--model" in text
     assert "CT, MR" in text
     # DICOM's "OT" (or no Modality tag) names no modality: the intensities decide.
     volume.meta.modality = "OT"
@@ -134,7 +134,7 @@ def test_run_study_auto_refuses_a_pet_study_before_loading_a_model(tmp_path):
     with pytest.raises(InputError) as err:
         run_study(study, tmp_path / "out", device="cpu")
     text = str(err.value)
-    assert str(study) in text and "PT images" in text and "--pipeline" in text
+    assert str(study) in text and "PT images" in text and "--model" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing left behind
 
 
@@ -178,6 +178,6 @@ def test_segment_cli_defaults_to_auto(shared_data, tmp_path, capsys):
     out = tmp_path / "labels.nii.gz"
     assert main(["segment", str(source), "-o", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "pipeline abdomen-mr (auto: no modality tag" in text
+    assert "model abdomen-mr (auto: no modality tag" in text
     assert "warning: the input has no modality tag" in text
     assert nib.load(out).shape == block.shape

@@ -107,7 +107,9 @@ def test_the_ball_series_is_chosen_and_recorded(full_run, study, ball_pipeline):
     result, out, _ = full_run
     record = json.loads((out / "run.json").read_text())
     assert result.pipeline == "test-ball"
-    assert record["pipeline"]["choice"] == f"given: {ball_pipeline}"
+    # The kind of model found, its name and the file it was read from.
+    assert record["pipeline"]["choice"] == f"given: medrecon pipeline test-ball ({ball_pipeline})"
+    assert record["pipeline"]["engine"] == "native"
     assert result.series_number == 2
     assert record["input"]["series_number"] == 2
     assert "the only suitable series of 2" in record["input"]["series_choice"]

@@ -98,7 +98,7 @@ def test_auto_study_with_no_shipped_modality_is_an_input_error():
     text = str(err.value)
     assert "/data/pet1" in text and "PT/US images" in text
     assert "modality PT, no shipped pipeline for it" in text
-    assert "made for CT, MR" in text and "--pipeline" in text
+    assert "made for CT, MR" in text and "--model" in text
     # A PT series beside a CT scout is a study without a usable series, as before.
     study = [_series(1, modality="PT"), _series(2, shape=(512, 512, 2))]
     with pytest.raises(NoImageError, match="only 2 slice"):

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from medrecon.cli.model_options import add_model_options, model_ref
 from medrecon.cli.run import add_output_options, output_list
 
 __all__ = ["add_parser", "main", "run"]
@@ -25,12 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "input", help="folder of study folders, DICOM folder (split by study) or CSV/JSON manifest"
     )
     p.add_argument("-o", "--output", required=True, help="output folder: one sub-folder per study")
-    p.add_argument(
-        "--pipeline",
-        default="auto",
-        help="pipeline name or YAML; auto (default): per study, the shipped pipeline made for "
-        "its modality",
-    )
+    add_model_options(p)
     p.add_argument(
         "--engine", default="local", choices=("local", "ray"), help="where studies run (local)"
     )
@@ -84,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_cohort(
         args.input,
         args.output,
-        pipeline=args.pipeline,
+        model=model_ref(args),
         engine=args.engine,
         workers=args.workers,
         address=args.address,

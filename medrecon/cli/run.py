@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from medrecon.cli.model_options import add_model_options, model_ref
 from medrecon.outputs import MESH_FORMATS
 from medrecon.progress import StageProgress
 
@@ -41,12 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="DICOM folder/zip/file, NIfTI, NRRD or MHA")
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist)")
-    p.add_argument(
-        "--pipeline",
-        default="auto",
-        help="shipped pipeline name or YAML file; auto (default): the shipped pipeline made "
-        "for the chosen series' modality (for NIfTI/NRRD/MHA, inferred from intensities)",
-    )
+    add_model_options(p)
     p.add_argument(
         "--series", default=None, help="series number or UID (default: the one the pipeline fits)"
     )
@@ -79,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_study(
         args.input,
         args.output,
-        pipeline=args.pipeline,
+        model=model_ref(args),
         device=args.device,
         series=args.series,
         mesh_format=args.mesh_format,
@@ -94,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     total = sum(v for k, v in result.timings.items() if "." not in k)
     print(f"{result.outdir}: {len(result.outputs) + 1} files; labels found: {found}")
     print(
-        f"series {result.series_number} ({result.series_uid}); pipeline {result.pipeline}; "
-        f"device {result.device}; {total:.1f} s"
+        f"series {result.series_number} ({result.series_uid}); model {result.pipeline} "
+        f"({result.pipeline_choice}); device {result.device}; {total:.1f} s"
     )
     for warning in result.warnings:
         print(f"warning: {warning}")

@@ -2,8 +2,8 @@
 
 Writes the label map (NIfTI, sform = qform, code 1) and a Slicer colour
 table beside it. ``medrecon run`` builds the full set of outputs on top of this.
-Without ``--pipeline`` or ``--bundle`` the pipeline is ``auto``: the shipped one
-made for the volume's modality.
+Without ``--model`` (or ``--pipeline`` / ``--bundle``) the model is ``auto``:
+the shipped pipeline made for the volume's modality.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from medrecon.cli.model_options import add_model_options, model_ref
 from medrecon.errors import InputError, OutputExistsError
-from medrecon.pipeline.auto import AUTO, choose_pipeline, is_auto
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -26,21 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment organs; labels on the input's native grid")
     p.add_argument("input", help="DICOM folder/zip/file, NIfTI, NRRD or MHA")
     p.add_argument("-o", "--output", required=True, help="label map to write (.nii.gz)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--pipeline",
-        default=AUTO,
-        help="shipped pipeline name or YAML file (see `pipelines`); auto (default): the "
-        "shipped pipeline made for the volume's modality (inferred from intensities for "
-        "NIfTI/NRRD/MHA)",
-    )
-    src.add_argument("--bundle", default=None, help="a MONAI bundle folder you downloaded")
-    p.add_argument(
-        "--trust-bundle",
-        action="store_true",
-        help="allow the bundle's config to run code (needed with --bundle; only for bundles "
-        "you trust)",
-    )
+    add_model_options(p, bundle=True)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
     p.add_argument("--series", default=None, help="series number or UID, when there are several")
@@ -57,27 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _choose_pipeline(args: argparse.Namespace):
-    from medrecon.pipeline.registry import load_pipeline
-
-    if args.trust_bundle and not args.bundle:
-        raise InputError("--trust-bundle only applies with --bundle DIR")
-    if args.bundle:
-        from medrecon.pipeline.bundle import load_bundle
-
-        return load_bundle(args.bundle, trust=args.trust_bundle)
-    if is_auto(args.pipeline):
-        return AUTO  # chosen once the volume, and so its modality, is known
-    return load_pipeline(args.pipeline)
-
-
 def run(args: argparse.Namespace) -> int:
     from medrecon.export.colortable import write_ctbl
     from medrecon.io import load
     from medrecon.io.nifti import write_nifti
+    from medrecon.pipeline.auto import choose_pipeline
     from medrecon.pipeline.domain import check_domain
-    from medrecon.pipeline.registry import load_pipeline
-    from medrecon.pipeline.segment import Segmenter
+    from medrecon.pipeline.engines import build_engine
+    from medrecon.pipeline.model_ref import resolve_model
     from medrecon.plausibility import volume_warnings
 
     output = Path(args.output)
@@ -88,16 +61,21 @@ def run(args: argparse.Namespace) -> int:
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not args.overwrite:
         raise OutputExistsError(f"{', '.join(existing)} exist(s); pass --overwrite to replace")
-    pipeline = _choose_pipeline(args)
+    ref = model_ref(args)
+    # An explicit model is read first: a bad one fails before the study is read.
+    found = None if ref.is_auto else resolve_model(ref)
     volume = load(args.input, series=args.series)
     notes: list[str] = []
-    if is_auto(pipeline):
+    if found is None:
         choice = choose_pipeline(volume, where=str(args.input))
-        print(f"pipeline {choice.name} ({choice.reason})")
-        pipeline, notes = load_pipeline(choice.path), list(choice.warnings)
+        print(f"model {choice.name} ({choice.reason})")
+        found, notes = resolve_model(ref.with_ref(choice.path)), list(choice.warnings)
+    else:
+        print(f"model: {found.found}")
+    pipeline = found.pipeline
     notes += check_domain(volume, pipeline, where=str(args.input), force=args.force).warnings
-    segmenter = Segmenter(pipeline, device=args.device, amp=False if args.no_amp else None)
-    seg = segmenter(volume, probabilities=bool(args.probabilities))
+    engine = build_engine(pipeline, device=args.device, amp=False if args.no_amp else None)
+    seg = engine(volume, probabilities=bool(args.probabilities))
     seg.warnings[:0] = notes
     seg.warnings += volume_warnings(seg.labels.array, seg.labels.voxel_ml, pipeline.labels)
     output.parent.mkdir(parents=True, exist_ok=True)

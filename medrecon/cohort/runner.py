@@ -38,6 +38,7 @@ from medrecon.cohort.table import COHORT_CSV, write_cohort_csv
 from medrecon.cohort.worker import WorkerSpec
 from medrecon.errors import InputError, PipelineError
 from medrecon.pipeline.auto import is_auto
+from medrecon.pipeline.model_ref import as_model_ref
 
 __all__ = ["COHORT_LOG", "ENGINES", "CohortResult", "run_cohort"]
 
@@ -75,29 +76,33 @@ class CohortResult:
         return len(self.complete) == len(self.records)
 
 
-def _pipeline_ref(pipeline):
-    """``auto``, a pipeline name, an absolute YAML path (workers may start elsewhere)
-    or the object."""
-    if is_auto(pipeline):
-        return pipeline
-    if isinstance(pipeline, str | os.PathLike) and Path(pipeline).exists():
-        return str(Path(pipeline).resolve())
-    return pipeline
+def _model_ref(model):
+    """``auto``, or the model as a ModelRef with absolute paths (workers may start
+    elsewhere), or the Pipeline object."""
+    from medrecon.pipeline.config import Pipeline
+
+    if isinstance(model, Pipeline):
+        return model
+    return model.absolute()
 
 
-def _cohort_labels(pipeline) -> list[str]:
-    """cohort.csv's volume columns: the pipeline's labels, or for ``auto`` those of
+def _cohort_labels(model) -> list[str]:
+    """cohort.csv's volume columns: the model's labels, or for ``auto`` those of
     every shipped pipeline it may choose (once each, in order). An explicit
-    pipeline is loaded here so that a bad one fails before any worker starts."""
-    from medrecon.pipeline.registry import load_pipeline, shipped_pipelines
+    model is read here so that a bad one fails before any worker starts."""
+    from medrecon.pipeline.config import Pipeline
+    from medrecon.pipeline.model_ref import resolve_model
+    from medrecon.pipeline.registry import shipped_pipelines
 
-    if not is_auto(pipeline):
-        return [label.name for label in load_pipeline(pipeline).labels]
+    if isinstance(model, Pipeline):
+        return [label.name for label in model.labels]
+    if not is_auto(model):
+        return [label.name for label in resolve_model(model).pipeline.labels]
     shipped = shipped_pipelines()
     if not shipped:
         raise PipelineError(
             "no shipped pipelines are installed, so auto has none to choose from; "
-            "pass --pipeline path/to/pipeline.yaml"
+            "pass --model NAME_OR_PATH"
         )
     names: dict[str, None] = {}
     for candidate in shipped:
@@ -165,7 +170,8 @@ def run_cohort(
     input_path: str | os.PathLike[str] | Sequence[Study],
     outdir: str | os.PathLike[str],
     *,
-    pipeline: Any = "auto",
+    model: Any = None,
+    pipeline: Any = None,
     engine: str = "local",
     workers: int | None = None,
     address: str | None = None,
@@ -189,9 +195,12 @@ def run_cohort(
 
     ``input_path``: a folder of study folders, a DICOM folder (split by
     StudyInstanceUID), a CSV/JSON manifest, or a list of :class:`Study`.
-    ``pipeline``: ``auto`` (default; each study gets the shipped pipeline for its
-    modality, see :func:`medrecon.run.run_study`), a shipped name, a YAML path or a
-    Pipeline. Each worker loads each pipeline's model once.
+    ``model`` (or its older name ``pipeline``): ``auto`` (default; each study gets
+    the shipped pipeline for its modality, see :func:`medrecon.run.run_study`), or
+    any model ``--model`` takes (a shipped name, a YAML path, a MONAI bundle or
+    nnU-Net v2 folder, ``totalsegmentator:TASK``, a
+    :class:`~medrecon.pipeline.model_ref.ModelRef` with its options), or a
+    Pipeline. Each worker loads each model once.
     ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
     or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
     default: fill the cluster; ``gpus_per_study`` GPU share per actor).
@@ -217,10 +226,11 @@ def run_cohort(
         studies = discover_studies(Path(input_path).resolve(), layout=layout)
     else:
         studies = list(input_path)
-    labels = _cohort_labels(pipeline)
+    ref = as_model_ref(model, pipeline=pipeline)
+    labels = _cohort_labels(ref)
     out.mkdir(parents=True, exist_ok=True)
     spec = WorkerSpec(
-        pipeline=_pipeline_ref(pipeline),
+        pipeline=_model_ref(ref),
         outdir=out,
         device=device,
         threads=threads,

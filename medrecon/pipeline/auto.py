@@ -75,8 +75,11 @@ class PipelineChoice:
 
 
 def is_auto(pipeline: Any) -> bool:
-    """True for the ``auto`` pipeline argument (a Pipeline, path or other name is not)."""
-    return isinstance(pipeline, str) and pipeline == AUTO
+    """True for the ``auto`` pipeline argument, as a string or a
+    :class:`~medrecon.pipeline.model_ref.ModelRef` (a Pipeline, path or other name is not)."""
+    if isinstance(pipeline, str):
+        return pipeline == AUTO
+    return getattr(pipeline, "is_auto", False) is True
 
 
 def guess_modality(array: np.ndarray) -> ModalityGuess:
@@ -127,14 +130,14 @@ def choose_pipeline(volume: Volume, *, where: str = "input") -> PipelineChoice:
         covered = ", ".join(shipped_modalities()) or "none"
         raise InputError(
             f"{where}: no shipped pipeline segments {modality} images (the shipped pipelines "
-            f"are made for {covered}). Pass --pipeline NAME_OR_YAML (pipeline= in Python) "
+            f"are made for {covered}). Pass --model NAME_OR_PATH (model= in Python) "
             f"with a pipeline made for {modality} images."
         )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise PipelineError(
             f"{where}: several shipped pipelines are made for {modality} images ({names}); "
-            "choose one with --pipeline NAME"
+            "choose one with --model NAME"
         )
     pipe = found[0]
     assert pipe.source is not None  # shipped pipelines are read from their files
@@ -143,7 +146,7 @@ def choose_pipeline(volume: Volume, *, where: str = "input") -> PipelineChoice:
         warnings = (
             f"the input has no modality tag: modality {modality} was inferred from its "
             f"intensities ({guess.reason}), so pipeline {pipe.name} was chosen; pass "
-            "--pipeline NAME_OR_YAML to choose another",
+            "--model NAME_OR_PATH to choose another",
         )
         logger.warning("%s: %s", where, warnings[0])
     return PipelineChoice(pipe.name, pipe.source, modality, f"auto: {how} -> {pipe.name}", warnings)

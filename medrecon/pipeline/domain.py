@@ -97,7 +97,7 @@ def check_domain(
         )
         if not force:
             raise OutOfDomainError(
-                f"{message}. Use a pipeline made for {modality} (or --pipeline auto), or pass "
+                f"{message}. Use a pipeline made for {modality} (or --model auto), or pass "
                 "--force to segment it anyway."
             )
         warnings.append(f"{message}; segmented anyway (--force): expect wrong labels")

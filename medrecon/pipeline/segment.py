@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from medrecon.pipeline.native import model_to_native
 from medrecon.pipeline.preprocess import prepare_input
 from medrecon.pipeline.registry import load_pipeline
 from medrecon.volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from medrecon.pipeline.engines import Engine
+    from medrecon.pipeline.model_ref import ModelRef
 
 __all__ = ["Segmentation", "Segmenter", "SegmenterCache", "segment"]
 
@@ -232,15 +236,15 @@ class SegmenterCache:
     def __init__(self, *, device: str = "auto", amp: bool | None = None) -> None:
         self.device = device
         self.amp = amp
-        self._segmenters: list[Segmenter] = []
-        self._by_ref: dict[str, Segmenter] = {}
+        self._segmenters: list[Engine] = []
+        self._by_ref: dict[Any, Engine] = {}
         self._nets: dict[tuple, Any] = {}
 
     def __len__(self) -> int:
         return len(self._segmenters)
 
     @property
-    def segmenters(self) -> list[Segmenter]:
+    def segmenters(self) -> list[Engine]:
         """The Segmenters built so far, in the order they were first asked for."""
         return list(self._segmenters)
 
@@ -249,16 +253,20 @@ class SegmenterCache:
         """How many distinct networks were loaded (shared ones count once)."""
         return len(self._nets)
 
-    def get(self, pipeline: Pipeline | str | Path) -> Segmenter:
-        """The Segmenter for ``pipeline`` (a Pipeline, shipped name or YAML path)."""
-        # A name or path is remembered as given: no re-parsing and re-hashing per study.
-        ref = None if isinstance(pipeline, Pipeline) else str(pipeline)
+    def get(self, pipeline: Pipeline | str | Path | ModelRef) -> Engine:
+        """The engine for ``pipeline``: a Pipeline, a shipped name, a YAML path or a
+        :class:`~medrecon.pipeline.model_ref.ModelRef` (any kind of model)."""
+        from medrecon.pipeline.engines import build_engine
+
+        # A name, path or ModelRef is remembered as given: no re-parsing and re-hashing per study.
+        ref = None if isinstance(pipeline, Pipeline) else _cache_key(pipeline)
         if ref is not None and ref in self._by_ref:
             return self._by_ref[ref]
-        pipe = load_pipeline(pipeline)
+        pipe = _as_pipeline(pipeline)
         found = next((s for s in self._segmenters if s.pipeline == pipe), None)
         if found is None:
-            found = Segmenter(pipe, device=self.device, amp=self.amp, model_loader=self._load)
+            extra = {"model_loader": self._load} if pipe.engine == "native" else {}
+            found = build_engine(pipe, device=self.device, amp=self.amp, **extra)
             self._segmenters.append(found)
             logger.info("pipeline %s ready (%d loaded)", pipe.name, len(self._segmenters))
         if ref is not None:
@@ -274,27 +282,50 @@ class SegmenterCache:
         return self._nets[key]
 
 
+def _cache_key(pipeline: str | Path | ModelRef) -> Any:
+    from medrecon.pipeline.model_ref import ModelRef
+
+    return pipeline if isinstance(pipeline, ModelRef) else str(pipeline)
+
+
+def _as_pipeline(pipeline: Pipeline | str | Path | ModelRef) -> Pipeline:
+    from medrecon.pipeline.model_ref import ModelRef, resolve_model
+
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    if isinstance(pipeline, ModelRef):
+        return resolve_model(pipeline).pipeline
+    return load_pipeline(pipeline)
+
+
 def segment(
     volume: Volume,
-    pipeline: Pipeline | str | Path,
+    model: Pipeline | str | Path | ModelRef = "auto",
     *,
     device: str = "auto",
     amp: bool | None = None,
     probabilities: bool = False,
 ) -> Segmentation:
-    """Segment ``volume`` with ``pipeline``; labels come back on the volume's native grid.
+    """Segment ``volume`` with ``model``; labels come back on the volume's native grid.
 
-    ``pipeline="auto"`` takes the shipped pipeline made for the volume's modality
-    (:func:`medrecon.pipeline.auto.choose_pipeline`); a warning joins the result's
-    when that modality had to be inferred. For many volumes, build one
-    :class:`Segmenter` and call it, so the network is loaded once.
+    ``model``: ``"auto"`` (the shipped pipeline made for the volume's modality,
+    :func:`medrecon.pipeline.auto.choose_pipeline`; a warning joins the result's
+    when that modality had to be inferred), a shipped pipeline's name, a YAML
+    path, a MONAI bundle or nnU-Net v2 results folder, ``totalsegmentator:TASK``,
+    a :class:`~medrecon.pipeline.model_ref.ModelRef` (with its options) or a
+    Pipeline. For many volumes, build the engine once
+    (:class:`SegmenterCache`) and call it, so the network is loaded once.
     """
-    from medrecon.pipeline.auto import choose_pipeline, is_auto
+    from medrecon.pipeline.auto import choose_pipeline
+    from medrecon.pipeline.engines import build_engine
+    from medrecon.pipeline.model_ref import as_model_ref
 
     notes: list[str] = []
-    if is_auto(pipeline):
+    ref = as_model_ref(model)
+    if not isinstance(ref, Pipeline) and ref.is_auto:
         choice = choose_pipeline(volume)
-        pipeline, notes = choice.path, list(choice.warnings)
-    seg = Segmenter(pipeline, device=device, amp=amp)(volume, probabilities=probabilities)
+        ref, notes = ref.with_ref(choice.path), list(choice.warnings)
+    engine = build_engine(_as_pipeline(ref), device=device, amp=amp)
+    seg = engine(volume, probabilities=probabilities)
     seg.warnings[:0] = notes
     return seg
