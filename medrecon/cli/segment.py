@@ -63,7 +63,7 @@ def _choose_pipeline(args: argparse.Namespace):
     if args.trust_bundle and not args.bundle:
         raise InputError("--trust-bundle only applies with --bundle DIR")
     if args.bundle:
-        from medrecon.pipeline.bundle import load_bundle
+        from medrecon.foreign.bundle import load_bundle
 
         return load_bundle(args.bundle, trust=args.trust_bundle)
     if is_auto(args.pipeline):
