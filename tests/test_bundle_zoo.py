@@ -42,7 +42,7 @@ CASES = {
     # MR stored LPS, 0.5 mm resampling, KeepLargestConnectedComponentd; datalist from a csv
     "prostate_mri_anatomy": (
         "mr-abdomen/mr.nii.gz",
-        ((50, 66), (38, 54), (6, 14)),
+        ((46, 70), (34, 58), (5, 15)),
         ["--datalist", "['{image}']"],
     ),
     # the zoo's YAML template: SimpleInferer, no spatial steps, no Invertd
