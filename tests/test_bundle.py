@@ -1,7 +1,7 @@
-"""MONAI bundles -> Pipeline: trust gate, field mapping, lazy network, clear refusals.
+"""Reading a MONAI bundle folder: the trust gate, labels, refusals, missing files.
 
-The bundles are small stand-ins written to tmp_path, laid out like the model
-zoo's ``spleen_ct_segmentation`` (references, ``$`` expressions, a Compose).
+Nothing in a bundle's config may be evaluated before the user trusts it, and
+load_bundle itself evaluates nothing even then (the engine does).
 """
 
 from __future__ import annotations
@@ -9,394 +9,177 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 import yaml
-from monai.networks.nets import UNet
+from bundle_helpers import METADATA, THRESHOLD_CONFIG, config_with, make_bundle, steps
 
 from medrecon.errors import PipelineError
-from medrecon.pipeline.bundle import TRUST_FLAG, load_bundle
-from medrecon.pipeline.config import CT_WINDOW, PERCENTILE, ZSCORE
-
-NET_ARGS: dict[str, Any] = {
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "channels": [4, 8],
-    "strides": [2],
-    "num_res_units": 1,
-    "norm": "batch",
-}
-
-CONFIG: dict[str, Any] = {
-    "imports": ["$import glob", "$import os"],
-    "bundle_root": ".",
-    "image_key": "image",
-    "output_dir": "$@bundle_root + '/eval'",
-    "datalist": "$list(sorted(glob.glob(@bundle_root + '/imagesTs/*.nii.gz')))",
-    "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-    "network_def": {"_target_": "UNet", **NET_ARGS},
-    "network": "$@network_def.to(@device)",
-    "preprocessing": {
-        "_target_": "Compose",
-        "transforms": [
-            {"_target_": "LoadImaged", "keys": "@image_key"},
-            {"_target_": "EnsureChannelFirstd", "keys": "@image_key"},
-            {"_target_": "Orientationd", "keys": "@image_key", "axcodes": "RAS"},
-            {
-                "_target_": "Spacingd",
-                "keys": "@image_key",
-                "pixdim": [1.5, 1.5, 2.0],
-                "mode": "bilinear",
-            },
-            {
-                "_target_": "ScaleIntensityRanged",
-                "keys": "@image_key",
-                "a_min": -57,
-                "a_max": 164,
-                "b_min": 0,
-                "b_max": 1,
-                "clip": True,
-            },
-            {"_target_": "EnsureTyped", "keys": "@image_key"},
-        ],
-    },
-    "dataset": {"_target_": "Dataset", "data": "$[{'image': i} for i in @datalist]"},
-    "inferer": {
-        "_target_": "SlidingWindowInferer",
-        "roi_size": [96, 96, 96],
-        "sw_batch_size": 4,
-        "overlap": 0.5,
-    },
-    "postprocessing": {
-        "_target_": "Compose",
-        "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing"},
-            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
-        ],
-    },
-    "evaluator": {
-        "_target_": "SupervisedEvaluator",
-        "device": "@device",
-        "network": "@network",
-        "inferer": "@inferer",
-    },
-    "run": ["$@evaluator.run()"],
-}
-
-METADATA: dict[str, Any] = {
-    "version": "0.5.3",
-    "name": "Test abdomen CT segmentation",
-    "description": "A tiny stand-in for a model-zoo bundle",
-    "network_data_format": {
-        "inputs": {
-            "image": {
-                "type": "image",
-                "format": "hounsfield",
-                "modality": "CT",
-                "num_channels": 1,
-                "spatial_shape": [96, 96, 96],
-            }
-        },
-        "outputs": {
-            "pred": {
-                "type": "image",
-                "format": "segmentation",
-                "num_channels": 3,
-                "channel_def": {"0": "background", "1": "spleen", "2": "Left Kidney"},
-            }
-        },
-    },
-}
+from medrecon.foreign.bundle import TRUST_FLAG, BundleSpec, is_bundle_folder, load_bundle
+from medrecon.pipeline.engines import build_engine
 
 
-def make_bundle(
-    root: Path,
-    config: dict[str, Any] | None = None,
-    metadata: dict[str, Any] | None = None,
-    *,
-    fmt: str = "json",
-    model: str | None = "model.pt",
-) -> Path:
-    """Write a bundle folder: configs, metadata and (optionally) weights."""
-    (root / "configs").mkdir(parents=True)
-    (root / "models").mkdir()
-    config = copy.deepcopy(CONFIG if config is None else config)
-    text = json.dumps(config, indent=2) if fmt == "json" else yaml.safe_dump(config)
-    (root / "configs" / f"inference.{fmt}").write_text(text)
-    meta = METADATA if metadata is None else metadata
-    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
-    if model == "model.pt":
-        torch.manual_seed(0)
-        torch.save(UNet(**NET_ARGS).state_dict(), root / "models" / "model.pt")
-    elif model is not None:
-        (root / "models" / model).write_bytes(b"not a real model")
-    return root
-
-
-def with_steps(*steps: dict[str, Any]) -> dict[str, Any]:
-    config = copy.deepcopy(CONFIG)
-    config["preprocessing"]["transforms"] = [{"_target_": "LoadImaged", "keys": "image"}, *steps]
-    return config
-
-
-def test_refused_without_trust_and_nothing_runs(tmp_path: Path) -> None:
-    sentinel = tmp_path / "ran"
-    config = with_steps({"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"})
-    config["preprocessing"]["transforms"][1]["keys"] = f"$open(r'{sentinel}', 'w').close() or 'i'"
-    bundle = make_bundle(tmp_path / "spleen", config)
-    with pytest.raises(PipelineError, match="arbitrary Python") as err:
-        load_bundle(bundle)
-    assert TRUST_FLAG in str(err.value)
-    assert "inference.json" in str(err.value)
-    assert not sentinel.exists()
-    load_bundle(bundle, trust=True)  # the same expression runs once trusted
-    assert sentinel.exists()
-
-
-def test_maps_every_field(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "spleen_ct_segmentation")
-    pipe = load_bundle(bundle, trust=True)
-    assert pipe.name == "Test abdomen CT segmentation"
-    assert pipe.version == "0.5.3"
-    assert pipe.description == "A tiny stand-in for a model-zoo bundle"
-    assert pipe.modality == "CT"
-    assert pipe.source == bundle.resolve() / "configs" / "inference.json"
-    assert pipe.refine == () and pipe.coarse is None
-    spleen, kidney = pipe.labels
-    assert (spleen.value, spleen.name, spleen.type.value) == (1, "spleen", "78961009")
-    assert (kidney.value, kidney.name, kidney.type.value) == (2, "Left Kidney", "64033007")
-    assert kidney.type_modifier.meaning == "Left"
-    pre = pipe.preprocess
-    assert (pre.orientation, pre.spacing, pre.crop_foreground) == ("RAS", (1.5, 1.5, 2.0), False)
-    assert pre.intensity.mode == CT_WINDOW
-    assert (pre.intensity.window, pre.intensity.clip) == ((-57.0, 164.0), True)
-    inf = pipe.inference
-    assert (inf.roi_size, inf.sw_batch_size, inf.overlap) == ((96, 96, 96), 4, 0.5)
-    # MONAI's SlidingWindowInferer defaults, not medrecon's
-    assert (inf.blend, inf.sigma_scale) == ("constant", 0.125)
-    assert pipe.network.name == "bundle:Test abdomen CT segmentation"
-    assert pipe.network.args == {"out_channels": 3, "in_channels": 1}
-    assert pipe.weights is not None and pipe.weights.sha256 is None
-    assert pipe.weights.path == bundle.resolve() / "models" / "model.pt"
-
-
-def test_factory_builds_network_that_takes_the_weights(tmp_path: Path) -> None:
-    pipe = load_bundle(make_bundle(tmp_path / "b"), trust=True)
-    assert pipe.network.factory is not None
-    net = pipe.network.factory()
-    state = torch.load(pipe.weights.path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state, strict=True)
-    with torch.no_grad():
-        out = net.eval()(torch.zeros(1, 1, 16, 16, 16))
-    assert out.shape == (1, 3, 16, 16, 16)
-    assert pipe.network.factory() is not net  # a fresh module per call
-
-
-def test_network_is_built_only_by_the_factory(tmp_path: Path) -> None:
-    config = copy.deepcopy(CONFIG)
-    config["network_def"]["_target_"] = "NoSuchNetworkAnywhere"
-    pipe = load_bundle(make_bundle(tmp_path / "b", config), trust=True)
-    with pytest.raises(PipelineError, match="building `network_def` failed"):
-        pipe.network.factory()
-
-
-@pytest.mark.parametrize("fmt", ["yaml", "yml"])
-def test_yaml_config(tmp_path: Path, fmt: str) -> None:
-    pipe = load_bundle(make_bundle(tmp_path / "b", fmt=fmt), trust=True)
-    assert pipe.source.name == f"inference.{fmt}"
-    assert pipe.preprocess.spacing == (1.5, 1.5, 2.0)
-    assert pipe.network.factory().__class__.__name__ == "UNet"
-
-
-def test_references_and_expressions_are_resolved(tmp_path: Path) -> None:
-    config = copy.deepcopy(CONFIG)
-    config["displayable_configs"] = {"highres": True, "sw_overlap": 0.25}
-    config["pixdim"] = "$[1.5, 1.5, 1.5] if @displayable_configs#highres else [3.0, 3.0, 3.0]"
-    config["window"] = [-1000, 1000]
-    steps = config["preprocessing"]["transforms"]
-    steps[3]["pixdim"] = "@pixdim"
-    steps[4].update({"keys": "$@image_key", "a_min": "$@window[0]", "a_max": "@window#1"})
-    config["base_transforms"] = steps
-    config["preprocessing"]["transforms"] = "$@base_transforms"
-    config["inferer"].update({"overlap": "@displayable_configs#sw_overlap", "mode": "gaussian"})
-    pipe = load_bundle(make_bundle(tmp_path / "b", config), trust=True)
-    assert pipe.preprocess.spacing == (1.5, 1.5, 1.5)
-    assert pipe.preprocess.intensity.window == (-1000.0, 1000.0)
-    assert (pipe.inference.overlap, pipe.inference.blend) == (0.25, "gaussian")
-
-
-def test_zscore_crop_and_disabled_steps(tmp_path: Path) -> None:
-    config = with_steps(
-        {"_target_": "monai.transforms.CropForegroundd", "keys": "image", "margin": 8},
-        {"_target_": "NormalizeIntensityD", "keys": "image", "nonzero": True},
-        {"_target_": "RandFlipd", "keys": "image", "_disabled_": True},
-    )
+def _metadata(**pred) -> dict:
     metadata = copy.deepcopy(METADATA)
-    del metadata["network_data_format"]["inputs"]["image"]["modality"]
-    pipe = load_bundle(make_bundle(tmp_path / "b", config, metadata), trust=True)
-    pre = pipe.preprocess
-    assert (pre.crop_foreground, pre.crop_margin, pre.spacing) == (True, 8, None)
-    assert (pre.intensity.mode, pre.intensity.nonzero) == (ZSCORE, True)
-    assert pipe.modality == "MR"  # no declared modality and no HU window
+    metadata["network_data_format"]["outputs"]["pred"].update(pred)
+    return metadata
 
 
-def test_percentile_mapping(tmp_path: Path) -> None:
-    step = {
-        "_target_": "ScaleIntensityRangePercentilesd",
-        "keys": "image",
-        "lower": 1,
-        "upper": 99,
-        "b_min": 0.0,
-        "b_max": 1.0,
-        "clip": True,
-    }
-    pipe = load_bundle(make_bundle(tmp_path / "b", with_steps(step)), trust=True)
-    intensity = pipe.preprocess.intensity
-    assert (intensity.mode, intensity.lower, intensity.upper, intensity.clip) == (
-        PERCENTILE,
-        1.0,
-        99.0,
-        True,
+def test_trust_gate_evaluates_nothing_until_the_engine_is_built(tmp_path: Path) -> None:
+    marker = tmp_path / "evaluated"
+    config = copy.deepcopy(THRESHOLD_CONFIG)
+    # A `$` expression with a side effect: it runs when preprocessing is instantiated.
+    steps(config).append(
+        {
+            "_target_": "Lambdad",
+            "keys": "image",
+            "func": f"$open({str(marker)!r}, 'w').close() or (lambda x: x)",
+        }
     )
+    bundle = make_bundle(tmp_path / "b", config)
+    with pytest.raises(PipelineError) as exc:
+        load_bundle(bundle)
+    assert TRUST_FLAG in str(exc.value) and "arbitrary Python" in str(exc.value)
+    assert "inference.json" in str(exc.value)
+    assert not marker.exists()
+    pipeline = load_bundle(bundle, trust=True)  # trusted, but still only read
+    assert not marker.exists()
+    build_engine(pipeline, device="cpu")
+    assert marker.exists()
 
 
-def test_modality_falls_back_to_hounsfield_window(tmp_path: Path) -> None:
+def test_pipeline_fields(tmp_path: Path) -> None:
+    pipeline = load_bundle(make_bundle(tmp_path / "b"), trust=True)
+    assert pipeline.engine == "bundle" and isinstance(pipeline.foreign, BundleSpec)
+    assert pipeline.name == "Threshold test bundle" and pipeline.version == "0.1.0"
+    assert pipeline.modality == "CT" and pipeline.weights is None and pipeline.refine == ()
+    assert pipeline.network.name == "bundle:torch.nn.Conv3d"
+    assert [(lab.value, lab.name) for lab in pipeline.labels] == [(1, "spleen"), (2, "liver")]
+    # Known structures get their codes and colours from the terminology table.
+    assert pipeline.labels[0].category is not None
+    spec = pipeline.foreign
+    assert spec.root == (tmp_path / "b").resolve() and spec.weights.name == "model.pt"
+    assert spec.network_key == "network_def" and spec.input_key == "image"
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_labels_file_when_metadata_has_no_channel_def(tmp_path: Path, fmt: str) -> None:
     metadata = copy.deepcopy(METADATA)
-    del metadata["network_data_format"]["inputs"]["image"]["modality"]
-    assert load_bundle(make_bundle(tmp_path / "b", metadata=metadata), trust=True).modality == "CT"
+    del metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+    bundle = make_bundle(tmp_path / "b", metadata=metadata)
+    with pytest.raises(PipelineError, match=r"channel_def` is missing.*--labels"):
+        load_bundle(bundle, trust=True)
+    table = {0: "background", 1: "liver", 2: "spleen"}
+    labels = tmp_path / f"labels.{fmt}"
+    labels.write_text(json.dumps(table) if fmt == "json" else yaml.safe_dump(table))
+    pipeline = load_bundle(bundle, trust=True, labels=labels)
+    assert [(lab.value, lab.name) for lab in pipeline.labels] == [(1, "liver"), (2, "spleen")]
+    assert pipeline.foreign.labels_from == str(labels)
 
 
-def test_missing_inferer_uses_metadata_patch_size(tmp_path: Path) -> None:
-    config = copy.deepcopy(CONFIG)
-    del config["inferer"], config["evaluator"]
-    metadata = copy.deepcopy(METADATA)
-    metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] = [64, 64, 32]
-    pipe = load_bundle(make_bundle(tmp_path / "a", config, metadata), trust=True)
-    assert pipe.inference.roi_size == (64, 64, 32)
-    del metadata["network_data_format"]["inputs"]["image"]["spatial_shape"]
-    with pytest.raises(PipelineError, match=r"no `inferer` section.*roi_size"):
-        load_bundle(make_bundle(tmp_path / "b", config, metadata), trust=True)
-
-
-def test_bundle_folder_can_be_named_by_its_config_or_parent(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "download" / "spleen_ct_segmentation")
-    config_file = bundle / "configs" / "inference.json"
-    assert load_bundle(config_file, trust=True).source == config_file.resolve()
-    assert load_bundle(tmp_path / "download", trust=True).source == config_file.resolve()
-
-
-def _refusal(tmp_path: Path, **kwargs: Any) -> str:
-    with pytest.raises(PipelineError) as err:
-        load_bundle(make_bundle(tmp_path / "b", **kwargs), trust=True)
-    return str(err.value)
-
-
-def test_missing_config(tmp_path: Path) -> None:
+def test_bad_labels_files(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b")
-    (bundle / "configs" / "inference.json").unlink()
-    with pytest.raises(PipelineError, match=r"no inference config; expected one of inference\."):
-        load_bundle(bundle)
-
-
-def test_missing_model(tmp_path: Path) -> None:
-    message = _refusal(tmp_path, model=None)
-    assert "model.pt" in message and "missing" in message
-
-
-def test_torchscript_only_is_refused(tmp_path: Path) -> None:
-    message = _refusal(tmp_path, model="model.ts")
-    assert "TorchScript" in message and "models/model.pt" in message
-
-
-def test_unmappable_transform_is_refused(tmp_path: Path) -> None:
-    step = {"_target_": "ScaleIntensityd", "keys": "image", "minv": -1.0, "maxv": 1.0}
-    message = _refusal(tmp_path, config=with_steps(step))
-    assert "step 1 `ScaleIntensityd` cannot be mapped" in message
-    assert "NormalizeIntensityd" in message  # lists what is supported
-
-
-def test_scaled_output_range_is_refused(tmp_path: Path) -> None:
-    step = {"_target_": "ScaleIntensityRanged", "a_min": -100, "a_max": 200}
-    step.update({"b_min": -1, "b_max": 1})
-    message = _refusal(tmp_path, config=with_steps(step))
-    assert "[b_min, b_max] = [-1, 1]" in message
-
-
-def test_one_sided_clip_is_refused(tmp_path: Path) -> None:
-    """MONAI clips only at the given bound (or fails with none); medrecon cannot copy that."""
-    step = {"_target_": "ScaleIntensityRanged", "a_min": 0, "a_max": 1000, "b_max": 1.0}
-    message = _refusal(tmp_path / "one", config=with_steps({**step, "clip": True}))
-    assert "one-sided or undefined clip" in message
-    step = {"_target_": "ScaleIntensityRanged", "a_min": 0, "a_max": 1000, "clip": True}
-    assert "one-sided or undefined clip" in _refusal(tmp_path / "none", config=with_steps(step))
-
-
-def test_second_intensity_step_is_refused(tmp_path: Path) -> None:
-    config = with_steps(
-        {"_target_": "NormalizeIntensityd", "keys": "image"},
-        {"_target_": "ScaleIntensityRanged", "a_min": 0, "a_max": 1},
-    )
-    assert "second intensity step" in _refusal(tmp_path, config=config)
-
-
-def test_bad_json(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "b")
-    (bundle / "configs" / "inference.json").write_text('{\n  "network_def": {,\n}')
-    with pytest.raises(PipelineError, match=r"inference\.json: invalid JSON at line 2"):
-        load_bundle(bundle)  # a syntax error is reported before the trust question
-
-
-def test_bad_yaml_and_missing_metadata(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "a", fmt="yaml")
-    (bundle / "configs" / "inference.yaml").write_text("network_def: [unclosed\n")
-    with pytest.raises(PipelineError, match=r"inference\.yaml: invalid YAML"):
-        load_bundle(bundle)
-    bundle = make_bundle(tmp_path / "b")
-    (bundle / "configs" / "metadata.json").unlink()
-    with pytest.raises(PipelineError, match=r"metadata\.json: missing"):
-        load_bundle(bundle)
-
-
-def test_unsupported_inferer(tmp_path: Path) -> None:
-    config = copy.deepcopy(CONFIG)
-    config["inferer"] = {"_target_": "SimpleInferer"}
-    assert "`SimpleInferer` is not supported" in _refusal(tmp_path, config=config)
+    with pytest.raises(PipelineError, match="labels file not found"):
+        load_bundle(bundle, trust=True, labels=tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"liver": 1}))
+    with pytest.raises(PipelineError, match="keys must be label values"):
+        load_bundle(bundle, trust=True, labels=bad)
+    bad.write_text(json.dumps({"1": "liver", "2": "liver"}))
+    with pytest.raises(PipelineError, match="repeated"):
+        load_bundle(bundle, trust=True, labels=bad)
 
 
 @pytest.mark.parametrize(
     ("channel_def", "expected"),
     [
-        (None, "channel_def` is missing"),
+        ({"0": "background"}, "no label besides background"),
+        ({"0": "background", "2": "liver"}, "0..N-1"),
         ({"0": "spleen", "1": "liver"}, "channel 0 is 'spleen'"),
-        ({"0": "background", "2": "liver"}, "must number channels 0..N-1"),
+        ({"a": "background"}, "channel numbers"),
     ],
 )
-def test_bad_channel_def(tmp_path: Path, channel_def: Any, expected: str) -> None:
+def test_bad_channel_def(tmp_path: Path, channel_def: dict, expected: str) -> None:
+    bundle = make_bundle(tmp_path / "b", metadata=_metadata(channel_def=channel_def))
+    with pytest.raises(PipelineError, match=expected):
+        load_bundle(bundle, trust=True)
+
+
+def test_out_channels_must_match_channel_def(tmp_path: Path) -> None:
+    metadata = _metadata(channel_def={"0": "background", "1": "spleen"})
+    with pytest.raises(PipelineError, match=r"out_channels` is 3 but .* names 2"):
+        load_bundle(make_bundle(tmp_path / "b", metadata=metadata), trust=True)
+
+
+def test_several_inputs_are_refused_by_name(tmp_path: Path) -> None:
     metadata = copy.deepcopy(METADATA)
-    pred = metadata["network_data_format"]["outputs"]["pred"]
-    if channel_def is None:
-        del pred["channel_def"]
-    else:
-        pred["channel_def"] = channel_def
-    message = _refusal(tmp_path, metadata=metadata)
-    assert "metadata.json" in message and expected in message
-
-
-def test_channel_count_must_match_network(tmp_path: Path) -> None:
+    metadata["network_data_format"]["inputs"]["label"] = {"type": "image"}
+    with pytest.raises(PipelineError, match=r"several inputs \(image, label\)"):
+        load_bundle(make_bundle(tmp_path / "a", metadata=metadata), trust=True)
     metadata = copy.deepcopy(METADATA)
-    metadata["network_data_format"]["outputs"]["pred"]["channel_def"] = {
-        "0": "background",
-        "1": "spleen",
-    }
-    message = _refusal(tmp_path, metadata=metadata)
-    assert "out_channels` is 3" in message and "2 channels" in message
+    metadata["network_data_format"]["inputs"]["image"].update(
+        num_channels=4, channel_def={"0": "FLAIR", "1": "T1", "2": "T1c", "3": "T2"}
+    )
+    with pytest.raises(PipelineError, match=r"takes 4 input images as channels.*FLAIR.*T2"):
+        load_bundle(make_bundle(tmp_path / "b", metadata=metadata), trust=True)
 
 
-def test_multichannel_input_is_refused(tmp_path: Path) -> None:
-    config = copy.deepcopy(CONFIG)
-    config["network_def"]["in_channels"] = 4
-    assert "takes 4 input channels" in _refusal(tmp_path, config=config)
+def test_yaml_config_and_folder_forms(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "outer" / "b", fmt="yaml")
+    pipeline = load_bundle(bundle, trust=True)
+    assert pipeline.foreign.config.name == "inference.yaml"
+    # Its config file, or the folder `monai.bundle download` extracted into, name it too.
+    assert (
+        load_bundle(bundle / "configs" / "inference.yaml", trust=True).foreign == pipeline.foreign
+    )
+    assert load_bundle(tmp_path / "outer", trust=True).foreign == pipeline.foreign
+    assert is_bundle_folder(bundle) and is_bundle_folder(tmp_path / "outer")
+    assert not is_bundle_folder(tmp_path) and not is_bundle_folder(tmp_path / "nope")
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="no such bundle folder"):
+        load_bundle(tmp_path / "nope", trust=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PipelineError, match="no configs/ folder"):
+        load_bundle(tmp_path / "empty", trust=True)
+    bundle = make_bundle(tmp_path / "b", model=None)
+    with pytest.raises(PipelineError, match=r"models/model.pt.*missing"):
+        load_bundle(bundle, trust=True)
+    ts = make_bundle(tmp_path / "ts", model="model.ts")
+    with pytest.raises(PipelineError, match="TorchScript bundles are not supported"):
+        load_bundle(ts, trust=True)
+    (ts / "configs" / "metadata.json").unlink()
+    (ts / "models" / "model.pt").write_bytes(b"")
+    with pytest.raises(PipelineError, match=r"configs/metadata.json"):
+        load_bundle(ts, trust=True)
+    (bundle / "configs" / "inference.json").unlink()
+    with pytest.raises(PipelineError, match="no inference config"):
+        load_bundle(bundle, trust=True)
+    assert not is_bundle_folder(bundle)
+
+
+def test_malformed_configs(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b")
+    config = bundle / "configs" / "inference.json"
+    config.write_text("{ not json")
+    with pytest.raises(PipelineError, match="invalid JSON at line 1"):
+        load_bundle(bundle, trust=True)
+    config.write_text(json.dumps(config_with(network_def=None)))
+    with pytest.raises(PipelineError, match="no `network_def`"):
+        load_bundle(bundle, trust=True)
+    (bundle / "configs" / "inference.yaml").write_text("a: [")
+    with pytest.raises(PipelineError, match="several inference configs"):
+        load_bundle(bundle, trust=True)
+    config.unlink()
+    with pytest.raises(PipelineError, match="invalid YAML"):
+        load_bundle(bundle, trust=True)
+
+
+def test_modality_fallback(tmp_path: Path) -> None:
+    metadata = copy.deepcopy(METADATA)
+    metadata["network_data_format"]["inputs"]["image"]["modality"] = "none"
+    config = copy.deepcopy(THRESHOLD_CONFIG)
+    assert load_bundle(make_bundle(tmp_path / "a", config, metadata), trust=True).modality == "MR"
+    steps(config)[3]["a_min"] = -100  # a window below 0 is Hounsfield units
+    assert load_bundle(make_bundle(tmp_path / "b", config, metadata), trust=True).modality == "CT"
