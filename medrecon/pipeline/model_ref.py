@@ -172,10 +172,11 @@ def detect_kind(ref: str) -> str:
     path = Path(ref).expanduser()
     if path.is_dir():
         from medrecon.foreign.bundle import is_bundle_folder
-        from medrecon.foreign.nnunet import is_nnunet_folder
 
         if is_bundle_folder(path):
             return "bundle"
+        from medrecon.foreign.nnunet import is_nnunet_folder
+
         if is_nnunet_folder(path):
             return "nnunet"
         raise InputError(

@@ -1,0 +1,118 @@
+"""Foreign models through everything downstream: ``medrecon run --model`` writes every
+output, read back by the tools users use, and cohorts run them on both engines.
+
+The MONAI bundle here is the threshold bundle of ``bundle_helpers``: its labels are
+known in closed form, so each output can be checked against the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from bundle_helpers import make_bundle, phantom
+
+from medrecon.cli.main import main
+from medrecon.cohort import run_cohort
+from medrecon.io.nifti import write_nifti
+from medrecon.pipeline.model_ref import ModelRef
+from medrecon.run import run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data" / "ct-abdomen"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("threshold") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def phantom_file(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    vol, expected = phantom()
+    path = tmp_path_factory.mktemp("phantom") / "phantom.nii.gz"
+    write_nifti(vol, path)
+    return path, expected
+
+
+def test_run_with_a_bundle_writes_every_output(bundle, phantom_file, tmp_path, capsys) -> None:
+    import slicerio
+
+    source, expected = phantom_file
+    out = tmp_path / "out"
+    argv = ["run", str(source), "-o", str(out), "--model", str(bundle), "--trust-bundle"]
+    assert main([*argv, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "MONAI bundle" in printed  # the kind found is said
+
+    labels = nib.load(out / "labels.nii.gz")
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)
+    np.testing.assert_allclose(labels.affine, nib.load(source).affine)
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["pipeline"]["engine"] == "bundle"
+    assert record["pipeline"]["choice"].startswith("given: MONAI bundle")
+    assert record["labels_found"] == ["spleen", "liver"]
+
+    seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    by_name = {s["name"]: s for s in seg["segments"]}
+    assert set(by_name) == {"spleen", "liver"}
+    # Coded as Slicer expects: SNOMED CT spleen / liver.
+    assert by_name["spleen"]["terminology"]["type"] == ["SCT", "78961009", "Spleen"]
+    assert by_name["liver"]["terminology"]["type"] == ["SCT", "10200004", "Liver"]
+    for name in ("spleen", "liver"):
+        assert (out / "meshes" / f"{name}.stl").stat().st_size > 0
+    rows = {r["name"]: r for r in json.loads((out / "stats.json").read_text())["labels"]}
+    voxel_ml = float(np.prod(np.abs(np.diag(labels.affine)[:3]))) / 1000.0
+    for value, name in ((1, "spleen"), (2, "liver")):
+        assert rows[name]["volume_ml"] == pytest.approx((expected == value).sum() * voxel_ml)
+    assert (out / "scene.mrml").is_file() and (out / "preview.png").is_file()
+
+
+def test_run_with_a_bundle_on_dicom_writes_a_dicom_seg(bundle, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = run_study(SAMPLE, out, model=ModelRef(str(bundle), trust=True))
+    assert result.status == "complete" and "seg.dcm" in result.outputs
+    ds = pydicom.dcmread(out / "seg.dcm")
+    names = {s.SegmentLabel for s in ds.SegmentSequence}
+    assert names == set(result.labels_found) and names <= {"spleen", "liver"}
+    source_uids = {
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in SAMPLE.iterdir()
+    }
+    referenced = {
+        ref.ReferencedSOPInstanceUID
+        for series in ds.ReferencedSeriesSequence
+        for ref in series.ReferencedInstanceSequence
+    }
+    assert referenced and referenced <= source_uids
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_cohort_runs_a_bundle_loaded_once_per_worker(
+    bundle, phantom_file, tmp_path, engine
+) -> None:
+    if engine == "ray":
+        pytest.importorskip("ray")
+    source, expected = phantom_file
+    studies = tmp_path / "studies"
+    for name in ("a", "b"):
+        (studies / name).mkdir(parents=True)
+        (studies / name / "image.nii.gz").write_bytes(source.read_bytes())
+    ref = ModelRef(str(bundle), trust=True)
+    result = run_cohort(studies, tmp_path / "out", model=ref, engine=engine, workers=1)
+    assert result.ok and len(result.complete) == 2
+    for name in ("a", "b"):
+        labels = nib.load(tmp_path / "out" / name / "labels.nii.gz")
+        np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)
+    header = (tmp_path / "out" / "cohort.csv").read_text().splitlines()[0]
+    assert "spleen" in header and "liver" in header
+
+
+def test_a_bundle_without_trust_is_refused(bundle, phantom_file, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(phantom_file[0]), "-o", str(out), "--model", str(bundle)]) == 2
+    assert "--trust-bundle" in capsys.readouterr().err and not out.exists()
