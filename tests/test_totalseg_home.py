@@ -61,7 +61,7 @@ def test_env_var_is_read_when_called(tmp_path, monkeypatch) -> None:
 
 
 def test_dataset_found_by_id_when_renamed(tmp_path) -> None:
-    """TotalSegmentator 2.0.4 named it ..._v204; nnU-Net finds datasets by ID."""
+    """An earlier TotalSegmentator release named it ..._v204; nnU-Net finds datasets by ID."""
     spec = task_spec("total", "fast")
     model = lay_out(
         tmp_path, 297, "fast", folder="Dataset297_TotalSegmentator_total_3mm_1559subj_v204"
