@@ -76,7 +76,7 @@ def _with_step_size(part: Pipeline, step: float, notes: list[str]) -> Pipeline:
 def _check_names(task: TaskSpec, index: int, part: Pipeline, notes: list[str]) -> None:
     """Compare the folder's dataset.json names with TotalSegmentator's class map."""
     expected = dict(task.parts[index].classes)
-    found = part.label_names
+    found = {value: name for value, name in part.label_names.items() if value != 0}
     differ = [
         f"{value}: {found.get(value)!r} (map: {name!r})"
         for value, name in sorted(expected.items())
