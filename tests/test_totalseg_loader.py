@@ -30,11 +30,10 @@ def _part(names: dict[int, str], foreign=None) -> Pipeline:
 
 
 def test_step_size_is_set_where_the_part_can_take_it() -> None:
-    notes: list[str] = []
-    part = _with_step_size(_part({1: "spleen"}, _Described("x")), 0.8, notes)
-    assert part.foreign.tile_step_size == 0.8 and notes == []
-    unchanged = _with_step_size(_part({1: "spleen"}, object()), 0.8, notes)
-    assert unchanged.foreign is not None and "default instead of TotalSegmentator's 0.8" in notes[0]
+    part, took = _with_step_size(_part({1: "spleen"}, _Described("x")), 0.8)
+    assert part.foreign.tile_step_size == 0.8 and took
+    unchanged, took = _with_step_size(_part({1: "spleen"}, object()), 0.8)
+    assert unchanged.foreign is not None and not took
 
 
 def test_dataset_json_names_are_checked_against_the_class_map() -> None:
