@@ -3,20 +3,15 @@
 ``build_engine(load_totalsegmentator(...))(volume)`` must give labels on the
 volume's own grid in TotalSegmentator's numbering, and each part's labels must be
 what that part's nnU-Net engine gives on the same resampled image.
-
-Needs medrecon's nnU-Net engine (branch ``nnunet``); skipped without it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("medrecon.foreign.nnunet.engine", reason="needs the nnU-Net engine")
-
-from medrecon.foreign.nnunet.engine import NnunetSegmenter
 from totalseg_fixture import write_totalseg_home
 
+from medrecon.foreign.nnunet.engine import NnunetSegmenter
 from medrecon.foreign.totalseg import load_totalsegmentator, task_spec
 from medrecon.foreign.totalseg.grid import from_model_grid, to_model_grid
 from medrecon.foreign.totalseg.merge import merge_parts, part_lookup

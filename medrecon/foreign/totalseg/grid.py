@@ -7,9 +7,10 @@ TotalSegmentator:
 1. the closest canonical (RAS) orientation, by axis flips and permutations only
    (nibabel's ``as_closest_canonical``);
 2. resampling to the task's isotropic spacing with ``scipy.ndimage.zoom`` (spline
-   order 1, TotalSegmentator's default since 2.16 (3 before), ``mode="nearest"``, zoom = old / new spacing, shape rounded), the voxel
-   values then cut to int32 as TotalSegmentator does; the affine's columns are
-   scaled by 1 / zoom, so the spacing is exactly the target;
+   order 1, TotalSegmentator's default since 2.16, 3 before; ``mode="nearest"``;
+   zoom = old / new spacing; shape rounded), the voxel values then cut to int32 as
+   TotalSegmentator does; the affine's columns are scaled by 1 / zoom, so the
+   spacing is exactly the target;
 3. after nnU-Net, the labels zoomed back (order 0) to exactly the canonical shape,
    and the axes put back, so they lie on the input's own grid.
 
