@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from medrecon.pipeline import terminology
 from medrecon.pipeline.config import Label
 from medrecon.pipeline.terminology import (
     ANATOMICAL_STRUCTURE,
     BODY_SUBSTANCE,
+    GENERIC_TYPE,
     LEFT,
     RIGHT,
     TISSUE,
     describe,
+    describe_labels,
     known_names,
     lookup,
     normalize,
@@ -131,3 +134,73 @@ def test_table_covers_abdominal_structures() -> None:
     required = set(KNOWN) | {"kidney_left", "kidney_right", "lung_left", "lung_right"}
     assert required <= names
     assert {"adrenal_gland_left", "adrenal_gland_right"} <= names
+
+
+# --- foreign models: TotalSegmentator's names and the generic fallback ---------------------
+
+
+# (name, type code, modifier code or None, colour) read off SlicerTotalSegmentator's
+# totalsegmentator_snomed_mapping.csv and term.json.
+TOTALSEG_FACTS = [
+    ("rib_left_1", "48535007", "7771000", (253, 232, 158)),
+    ("sacrum", "54735007", None, (212, 188, 102)),
+    ("autochthon_left", "244849004", "7771000", None),
+    ("lung_middle_lobe_right", "72481006", None, (202, 164, 140)),
+    ("iliac_vena_left", "46027005", "7771000", None),
+    ("vertebrae_S1", "65985001", None, None),
+    ("intervertebral_discs", "360499006", None, None),
+    ("mediastinum", "72410000", None, None),
+]
+
+
+@pytest.mark.parametrize(("name", "type_value", "modifier", "color"), TOTALSEG_FACTS)
+def test_totalsegmentator_names_are_coded(name, type_value, modifier, color) -> None:
+    label = describe(name, 3)
+    assert label.type.value == type_value and label.type.scheme == "SCT"
+    assert (label.type_modifier.value if label.type_modifier else None) == modifier
+    if color is not None:
+        assert label.color == color
+
+
+def test_kidney_cyst_is_an_altered_structure_in_the_kidney() -> None:
+    term = lookup("kidney_cyst_left")
+    assert term.category.value == "49755003" and term.type.meaning == "Cyst"
+    assert (term.region.value, term.region_modifier) == ("64033007", LEFT)
+
+
+def test_hand_table_wins_and_agrees_on_codes() -> None:
+    """Names in both tables keep the hand table's values; the codes are the same."""
+    foreign = terminology._foreign_table()
+    shared = set(foreign) & set(terminology._TABLE)
+    assert {"liver", "kidney_left", "vertebrae_l1", "lung_right"} <= shared
+    for key in shared:
+        mine, theirs = terminology._TABLE[key], foreign[key]
+        assert (mine.category, mine.type.value, mine.type_modifier) == (
+            theirs.category,
+            theirs.type.value,
+            theirs.type_modifier,
+        ), key
+        assert lookup(key) is mine
+    assert describe("inferior_vena_cava", 1).color == (0, 151, 206)  # not the csv's colour
+
+
+def test_describe_labels_codes_every_name_and_warns_about_unknown_ones() -> None:
+    labels, warnings = describe_labels(
+        [(1, "liver"), (2, "tumour_of_the_left_elbow"), (3, "rib_right_4")], source="model X"
+    )
+    assert [label.type.value for label in labels] == ["10200004", GENERIC_TYPE.value, "25523003"]
+    assert (
+        labels[1].category == ANATOMICAL_STRUCTURE and labels[1].name == "tumour_of_the_left_elbow"
+    )
+    assert len(warnings) == 1
+    assert "model X" in warnings[0] and "2 'tumour_of_the_left_elbow'" in warnings[0]
+    assert "liver" not in warnings[0]
+    assert describe_labels([(1, "liver")]) == ((describe("liver", 1),), [])
+    # describe() without generic keeps the old contract: no codes for unknown names
+    assert describe("tumour_of_the_left_elbow", 2).type is None
+    assert terminology.Code("91723000", "SCT", "Anatomical structure") == GENERIC_TYPE
+
+
+def test_known_names_include_the_foreign_table() -> None:
+    names = set(known_names())
+    assert {"rib_left_12", "costal_cartilages", "vertebrae_s1", "breast"} <= names

@@ -15,24 +15,42 @@ Where the codes and colours come from (each code was checked against these):
   CID 12114 (Inferior vena cava, Portal vein).
 * SlicerTotalSegmentator ``SegmentationCategoryTypeModifier-TotalSegmentator.term.json``:
   colours of the inferior vena cava and the portal vein.
+
+Every TotalSegmentator class name (its ``total``, ``total_mr``, ``vertebrae_mr``,
+``trunk_cavities`` and ``breasts`` tasks) is in ``terminology_totalsegmentator.tsv``,
+read on first use: codes from SlicerTotalSegmentator's
+``totalsegmentator_snomed_mapping.csv`` (they agree with TotalSegmentator's own
+mapping for every name both list); colours from SlicerTotalSegmentator's
+``term.json`` where it has the type, else that csv's colour, else TotalSegmentator's
+csv (the ``color_source`` column says which). Names both tables hold keep the values
+of the table above (the shipped models' labels; a test checks the codes agree).
+
+:func:`describe_labels` describes a foreign model's whole label list: a name neither
+table knows gets the generic :data:`GENERIC_TYPE` code and a warning.
 """
 
 from __future__ import annotations
 
 import colorsys
+import csv
+import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 
 from medrecon.pipeline.config import Code, Label
 
 __all__ = [
     "ANATOMICAL_STRUCTURE",
     "BODY_SUBSTANCE",
+    "GENERIC_TYPE",
     "LEFT",
     "RIGHT",
     "TISSUE",
     "Term",
     "describe",
+    "describe_labels",
     "known_names",
     "lookup",
     "normalize",
@@ -44,6 +62,12 @@ TISSUE = Code("85756007", "SCT", "Tissue")
 BODY_SUBSTANCE = Code("91720002", "SCT", "Body Substance")
 LEFT = Code("7771000", "SCT", "Left")
 RIGHT = Code("24028007", "SCT", "Right")
+#: The type given to a name no table knows. SNOMED CT "Anatomical structure" says
+#: "a part of the body" without claiming which; with the Anatomical Structure
+#: category it is the least specific code a reader of a DICOM SEG will not misread
+#: as an organ or a tissue class ("Tissue" would claim a tissue type). The segment
+#: label (the model's own name) still says what it is.
+GENERIC_TYPE = Code("91723000", "SCT", "Anatomical structure")
 
 RGB = tuple[int, int, int]
 
@@ -56,6 +80,10 @@ class Term:
     color: RGB
     category: Code = ANATOMICAL_STRUCTURE
     type_modifier: Code | None = None
+    #: Where a morphologically altered structure lies (a kidney cyst: Kidney, Left).
+    #: Label has no field for it yet; kept so the table holds the whole mapping.
+    region: Code | None = None
+    region_modifier: Code | None = None
 
 
 def _sct(value: str, meaning: str) -> Code:
@@ -155,6 +183,32 @@ def _build_table() -> dict[str, Term]:
 
 _TABLE = _build_table()
 
+_FOREIGN_FILE = "terminology_totalsegmentator.tsv"
+
+
+def _code(row: dict[str, str], prefix: str) -> Code | None:
+    value = row[f"{prefix}_value"]
+    return Code(value, row[f"{prefix}_scheme"], row[f"{prefix}_meaning"]) if value else None
+
+
+@functools.cache
+def _foreign_table() -> dict[str, Term]:
+    """TotalSegmentator's names -> terms, read from the package's TSV on first use
+    (import stays cheap for the many runs that never meet a foreign model)."""
+    text = resources.files("medrecon.pipeline").joinpath(_FOREIGN_FILE).read_text("utf-8")
+    table: dict[str, Term] = {}
+    for row in csv.DictReader(text.splitlines(), delimiter="\t"):
+        table[normalize(row["name"])] = Term(
+            type=_code(row, "type"),  # type: ignore[arg-type]  # every row has a type
+            color=(int(row["r"]), int(row["g"]), int(row["b"])),
+            category=_code(row, "category") or ANATOMICAL_STRUCTURE,
+            type_modifier=_code(row, "modifier"),
+            region=_code(row, "region"),
+            region_modifier=_code(row, "region_modifier"),
+        )
+    return table
+
+
 # Distinct, mid-saturation colours for names the table does not know; chosen to
 # stay readable on both dark and light backgrounds.
 _PALETTE: tuple[RGB, ...] = (
@@ -190,12 +244,13 @@ def normalize(name: str) -> str:
 
 def lookup(name: str) -> Term | None:
     """The table entry for ``name`` (after :func:`normalize`), or None."""
-    return _TABLE.get(normalize(name))
+    key = normalize(name)
+    return _TABLE.get(key) or _foreign_table().get(key)
 
 
 def known_names() -> tuple[str, ...]:
-    """Every name the table holds, sorted."""
-    return tuple(sorted(_TABLE))
+    """Every name the tables hold (normalised), sorted."""
+    return tuple(sorted(set(_TABLE) | set(_foreign_table())))
 
 
 def unknown_color(value: int) -> RGB:
@@ -214,9 +269,10 @@ def unknown_color(value: int) -> RGB:
     return (round(red * 255), round(green * 255), round(blue * 255))
 
 
-def describe(name: str, value: int) -> Label:
+def describe(name: str, value: int, *, generic: bool = False) -> Label:
     """A :class:`Label` for ``name`` at ``value``: known codes and colour when the
-    table has the structure, else a palette colour and no codes.
+    table has the structure, else a palette colour and no codes (with ``generic``:
+    the :data:`GENERIC_TYPE` code under Anatomical Structure).
 
     The label keeps ``name`` as given (stripped): normalisation is for matching only.
     """
@@ -225,6 +281,14 @@ def describe(name: str, value: int) -> Label:
         raise ValueError(f"label {value} has an empty name")
     term = lookup(display)
     if term is None:
+        if generic:
+            return Label(
+                value=value,
+                name=display,
+                color=unknown_color(value),
+                category=ANATOMICAL_STRUCTURE,
+                type=GENERIC_TYPE,
+            )
         return Label(value=value, name=display, color=unknown_color(value))
     return Label(
         value=value,
@@ -234,3 +298,29 @@ def describe(name: str, value: int) -> Label:
         type=term.type,
         type_modifier=term.type_modifier,
     )
+
+
+def describe_labels(
+    labels: Iterable[tuple[int, str]], *, source: str = "the model"
+) -> tuple[tuple[Label, ...], list[str]]:
+    """Labels for a foreign model's ``(value, name)`` list, and warnings to surface.
+
+    Every label gets codes: a name no table knows is coded as :data:`GENERIC_TYPE`
+    and named in a warning (``source`` says whose label it is), so a DICOM SEG of it
+    is valid but says only "anatomical structure". Never raises for an unknown name.
+    """
+    described: list[Label] = []
+    unknown: list[str] = []
+    for value, name in labels:
+        label = describe(name, int(value), generic=True)
+        if lookup(label.name) is None:
+            unknown.append(f"{label.value} {label.name!r}")
+        described.append(label)
+    warnings = []
+    if unknown:
+        warnings.append(
+            f"{source}: no SNOMED CT code known for label(s) {', '.join(unknown)}; coded as "
+            f"the generic '{GENERIC_TYPE.meaning}' (SCT {GENERIC_TYPE.value}) with a "
+            "palette colour. The segment names are kept; check them before sharing a DICOM SEG."
+        )
+    return tuple(described), warnings
