@@ -7,6 +7,7 @@ known in closed form, so each output can be checked against the truth.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from bundle_helpers import make_bundle, phantom
+from bundle_helpers import METADATA, make_bundle, phantom
 
 from medrecon.cli.main import main
 from medrecon.cohort import run_cohort
@@ -116,3 +117,18 @@ def test_a_bundle_without_trust_is_refused(bundle, phantom_file, tmp_path, capsy
     out = tmp_path / "out"
     assert main(["run", str(phantom_file[0]), "-o", str(out), "--model", str(bundle)]) == 2
     assert "--trust-bundle" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_unknown_label_name_gets_a_generic_code_and_a_warning(phantom_file, tmp_path) -> None:
+    import slicerio
+
+    metadata = copy.deepcopy(METADATA)
+    channels = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+    channels["2"] = "mystery_blob"
+    bundle = make_bundle(tmp_path / "bundle", metadata=metadata)
+    result = run_study(phantom_file[0], tmp_path / "out", model=ModelRef(str(bundle), trust=True))
+    assert result.labels_found == ["spleen", "mystery_blob"]
+    assert any("'mystery_blob'" in w and "generic" in w for w in result.warnings)
+    seg = slicerio.read_segmentation(str(tmp_path / "out" / "segmentation.seg.nrrd"))
+    blob = next(s for s in seg["segments"] if s["name"] == "mystery_blob")
+    assert blob["terminology"]["type"][:2] == ["SCT", "91723000"]

@@ -51,6 +51,7 @@ __all__ = [
     "Term",
     "describe",
     "describe_labels",
+    "unknown_names_note",
     "known_names",
     "lookup",
     "normalize",
@@ -309,18 +310,17 @@ def describe_labels(
     and named in a warning (``source`` says whose label it is), so a DICOM SEG of it
     is valid but says only "anatomical structure". Never raises for an unknown name.
     """
-    described: list[Label] = []
-    unknown: list[str] = []
-    for value, name in labels:
-        label = describe(name, int(value), generic=True)
-        if lookup(label.name) is None:
-            unknown.append(f"{label.value} {label.name!r}")
-        described.append(label)
-    warnings = []
-    if unknown:
-        warnings.append(
-            f"{source}: no SNOMED CT code known for label(s) {', '.join(unknown)}; coded as "
-            f"the generic '{GENERIC_TYPE.meaning}' (SCT {GENERIC_TYPE.value}) with a "
-            "palette colour. The segment names are kept; check them before sharing a DICOM SEG."
-        )
-    return tuple(described), warnings
+    described = tuple(describe(name, int(value), generic=True) for value, name in labels)
+    return described, list(unknown_names_note(described, source))
+
+
+def unknown_names_note(labels: Iterable[Label], source: str) -> tuple[str, ...]:
+    """The warning for labels no table knows (coded generically), or nothing."""
+    unknown = [f"{label.value} {label.name!r}" for label in labels if lookup(label.name) is None]
+    if not unknown:
+        return ()
+    return (
+        f"{source}: no SNOMED CT code known for label(s) {', '.join(unknown)}; coded as "
+        f"the generic '{GENERIC_TYPE.meaning}' (SCT {GENERIC_TYPE.value}) with a "
+        "palette colour. The segment names are kept; check them before sharing a DICOM SEG.",
+    )

@@ -68,7 +68,7 @@ class BundleSegmenter:
         return np.uint8 if self.pipeline.max_label < 256 else np.uint16
 
     def __call__(self, volume: Volume, *, probabilities: bool = False) -> Segmentation:
-        warnings: list[str] = []
+        warnings: list[str] = list(self.pipeline.foreign.notes)
         if probabilities:
             warnings.append(
                 "a MONAI bundle's postprocessing makes the label map; no probabilities are kept"

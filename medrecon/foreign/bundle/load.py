@@ -27,7 +27,7 @@ from medrecon.foreign.bundle.files import (
     weights_file,
 )
 from medrecon.pipeline.config import Label, NetworkSpec, Pipeline, PreprocessSpec
-from medrecon.pipeline.terminology import describe
+from medrecon.pipeline.terminology import describe, unknown_names_note
 
 __all__ = ["TRUST_FLAG", "BundleSpec", "is_bundle_folder", "load_bundle"]
 
@@ -53,6 +53,8 @@ class BundleSpec:
     input_key: str = INPUT_KEY
     #: Where the label names came from (channel_def or the labels file), for messages.
     labels_from: str = _CHANNEL_DEF
+    #: Said with every segmentation (e.g. label names with no known code).
+    notes: tuple[str, ...] = ()
 
 
 def is_bundle_folder(path: str | Path) -> bool:
@@ -97,6 +99,7 @@ def load_bundle(
         label_table, labels_from = _channel_def(metadata, meta_path), _CHANNEL_DEF
     _check_out_channels(config, network_key, label_table, config_path, labels_from)
     name = str(metadata.get("name") or root.name)
+    notes = unknown_names_note(label_table, f"MONAI bundle {name}")
     target = str(config[network_key].get("_target_", "?"))
     spec = BundleSpec(
         root=root,
@@ -105,6 +108,7 @@ def load_bundle(
         weights=weights,
         network_key=network_key,
         labels_from=labels_from,
+        notes=notes,
     )
     pipeline = Pipeline(
         name=name,
@@ -221,7 +225,7 @@ def _table(names: dict[int, str], where: str) -> tuple[Label, ...]:
     if len(set(seen)) != len(seen):
         raise PipelineError(f"{where}: a label name is repeated: {seen}")
     try:
-        return tuple(describe(names[v], v) for v in sorted(names))
+        return tuple(describe(names[v], v, generic=True) for v in sorted(names))
     except ValueError as exc:
         raise PipelineError(f"{where}: {exc}") from exc
 
