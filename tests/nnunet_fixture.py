@@ -120,6 +120,11 @@ def _calibrate(network, data, seed: int) -> None:
 
     torch.manual_seed(seed)
     network.apply(network.initialize)
+    # nnU-Net's initialiser touches convolutions only; the norms' affine parameters
+    # moved during the two training steps, so reset them for a repeatable reference.
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.instancenorm._InstanceNorm) and module.affine:
+            module.reset_parameters()
     head = network.decoder.seg_layers[-1]
     with torch.no_grad():
         logits = network(data[None])[0]

@@ -24,7 +24,7 @@ STEP = 0.5
 SIGMA_SCALE = 1.0 / 8
 PEAK = 10.0
 #: Voxels per forward batch (mirror variants of one tile are grouped up to this).
-BATCH_VOXELS = 2**21
+BATCH_VOXELS = 2**18
 
 
 def tile_starts(
