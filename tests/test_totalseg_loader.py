@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medrecon.foreign.nnunet.sliding import tile_starts
 from medrecon.foreign.totalseg.loader import _check_names, _with_step_size
 from medrecon.foreign.totalseg.tasks import task_spec
 from medrecon.pipeline.config import NetworkSpec, Pipeline, PreprocessSpec
@@ -29,11 +30,12 @@ def _part(names: dict[int, str], foreign=None) -> Pipeline:
     )
 
 
-def test_step_size_is_set_where_the_part_can_take_it() -> None:
-    part, took = _with_step_size(_part({1: "spleen"}, _Described("x")), 0.8)
-    assert part.foreign.tile_step_size == 0.8 and took
-    unchanged, took = _with_step_size(_part({1: "spleen"}, object()), 0.8)
-    assert unchanged.foreign is not None and not took
+def test_the_part_runs_at_totalsegmentators_step_size() -> None:
+    part = _with_step_size(_part({1: "spleen"}, _Described("x")), 0.8)
+    assert part.foreign.tile_step_size == 0.8 and part.foreign.folder == "x"
+    # Step 0.8 of a 64-voxel patch over 110 voxels: 2 tiles, where nnU-Net's 0.5 takes 3.
+    assert tile_starts((110,), (64,), 0.8) == [[0, 46]]
+    assert tile_starts((110,), (64,)) == [[0, 23, 46]]
 
 
 def test_dataset_json_names_are_checked_against_the_class_map() -> None:

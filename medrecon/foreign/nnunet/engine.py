@@ -78,14 +78,19 @@ class NnunetSegmenter:
 
         config = self.model.configuration
         image = torch.from_numpy(data).to(self.device)
-        amp = self.choice.amp_dtype
+        amp, step = self.choice.amp_dtype, self.model.tile_step_size
         if not config.is_2d:
             return predict_logits(
-                self.networks, image, config.patch_size, self.mirror_axes, amp_dtype=amp
+                self.networks, image, config.patch_size, self.mirror_axes, amp_dtype=amp, step=step
             )
         slices = [
             predict_logits(
-                self.networks, image[d], config.patch_size, self.mirror_axes, amp_dtype=amp
+                self.networks,
+                image[d],
+                config.patch_size,
+                self.mirror_axes,
+                amp_dtype=amp,
+                step=step,
             )
             for d in range(image.shape[0])
         ]
@@ -95,7 +100,7 @@ class NnunetSegmenter:
         from medrecon.pipeline.segment import Segmentation
 
         config = self.model.configuration
-        warnings: list[str] = []
+        warnings: list[str] = list(self.model.notes)
         if probabilities:
             warnings.append("the nnU-Net engine returns labels only, no probabilities")
         timings: dict[str, float] = {}

@@ -8,7 +8,7 @@ dataset.json, plans.json and ``fold_N/`` checkpoints; a dataset folder
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medrecon.errors import PipelineError
@@ -41,6 +41,11 @@ class NnunetModel:
     checkpoints: tuple[Path, ...]
     tta: bool
     channel: str
+    #: Sliding-window step as a fraction of the patch (nnU-Net's default 0.5;
+    #: TotalSegmentator runs some tasks at 0.8).
+    tile_step_size: float = 0.5
+    #: Said with every segmentation (e.g. label names with no known code).
+    notes: tuple[str, ...] = ()
 
 
 def _is_trainer_folder(path: Path) -> bool:
@@ -168,14 +173,17 @@ def load_nnunet(
 ):
     """A Pipeline (engine ``nnunet``) running the nnU-Net v2 model in ``path``."""
     from medrecon.pipeline.config import OUTPUTS, NetworkSpec, Pipeline, PreprocessSpec
-    from medrecon.pipeline.terminology import describe
+    from medrecon.pipeline.terminology import describe_labels
 
     model = read_model(
         path, folds=folds, configuration=configuration, checkpoint=checkpoint, tta=tta
     )
     config = model.configuration
     arch = config.architecture.class_name.rpartition(".")[2]
-    labels = tuple(describe(name, value) for value, name in sorted(model.labels.names.items()))
+    labels, notes = describe_labels(
+        sorted(model.labels.names.items()), source=f"nnU-Net model {model.dataset_name}"
+    )
+    model = replace(model, notes=tuple(notes))
     modality = "CT" if model.channel.strip().upper() == "CT" else "MR"
     logger.info(
         "nnU-Net model %s/%s: %d labels, folds %s",

@@ -82,6 +82,7 @@ def predict_logits(
     mirror_axes: Sequence[int] | None,
     *,
     amp_dtype=None,
+    step: float = STEP,
 ):
     """Fold-averaged logits ``(heads, *image.shape)`` for a 3-D float32 torch ``image``
     (already on the networks' device); accumulated in float32."""
@@ -100,7 +101,7 @@ def predict_logits(
         if amp_dtype and device.type == "cuda"
         else nullcontext()
     )
-    starts = tile_starts(padded.shape, patch)
+    starts = tile_starts(padded.shape, patch, step)
     n_tiles = int(np.prod([len(s) for s in starts]))
     logger.debug(
         "sliding window: %d tiles of %s, %d mirror variants, %d folds",

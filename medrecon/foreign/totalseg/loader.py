@@ -25,9 +25,6 @@ __all__ = ["TotalSegModel", "load_totalsegmentator"]
 
 log = logging.getLogger(__name__)
 
-# Fields an nnU-Net pipeline's own description may give its tile step size under.
-_STEP_FIELDS = ("tile_step_size", "step_size")
-
 
 @dataclass(frozen=True)
 class TotalSegModel:
@@ -56,17 +53,9 @@ def _load_nnunet():
     return load_nnunet
 
 
-def _with_step_size(part: Pipeline, step: float) -> tuple[Pipeline, bool]:
-    """The part pipeline running windows at TotalSegmentator's step size, and
-    whether the nnU-Net model description had a field to take it."""
-    foreign = part.foreign
-    if dataclasses.is_dataclass(foreign):
-        names = {f.name for f in dataclasses.fields(foreign)}
-        for name in _STEP_FIELDS:
-            if name in names:
-                changed = dataclasses.replace(foreign, **{name: step})  # type: ignore[type-var]
-                return dataclasses.replace(part, foreign=changed), True
-    return part, False
+def _with_step_size(part: Pipeline, step: float) -> Pipeline:
+    """The part pipeline running windows at TotalSegmentator's step size."""
+    return dataclasses.replace(part, foreign=dataclasses.replace(part.foreign, tile_step_size=step))
 
 
 def _check_names(task: TaskSpec, index: int, part: Pipeline, notes: list[str]) -> None:
@@ -112,7 +101,6 @@ def load_totalsegmentator(
     load_nnunet = _load_nnunet()
     notes: list[str] = []
     parts = []
-    no_step: list[int] = []
     for index, (part, folder) in enumerate(zip(spec.parts, folders, strict=True)):
         loaded = load_nnunet(
             folder,
@@ -122,16 +110,7 @@ def load_totalsegmentator(
             tta=use_tta,
         )
         _check_names(spec, index, loaded, notes)
-        stepped, took = _with_step_size(loaded, spec.step_size)
-        parts.append(stepped)
-        if not took:
-            no_step.append(part.dataset_id)
-    if no_step:
-        notes.append(
-            f"{spec.spec}: the nnU-Net engine takes no tile step size, so dataset(s) {no_step} "
-            f"ran nnU-Net's default instead of TotalSegmentator's {spec.step_size} (more "
-            "windows; results differ slightly from TotalSegmentator's)"
-        )
+        parts.append(_with_step_size(loaded, spec.step_size))
     labels, label_notes = describe_labels(sorted(spec.classes.items()), source=spec.spec)
     notes.extend(label_notes)
     first = parts[0]
