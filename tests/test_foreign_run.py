@@ -132,3 +132,109 @@ def test_an_unknown_label_name_gets_a_generic_code_and_a_warning(phantom_file, t
     seg = slicerio.read_segmentation(str(tmp_path / "out" / "segmentation.seg.nrrd"))
     blob = next(s for s in seg["segments"] if s["name"] == "mystery_blob")
     assert blob["terminology"]["type"][:2] == ["SCT", "91723000"]
+
+
+# -- nnU-Net v2 and TotalSegmentator: the same outputs from their engines -----------------
+
+
+@pytest.fixture(scope="module")
+def ct_crop(shared_data, tmp_path_factory) -> Path:
+    """A crop of the real CT, stored LPS-like (i and j flipped) unlike the training data."""
+    ct = nib.load(shared_data / "ct-abdomen" / "ct.nii.gz")
+    box = (slice(10, 110), slice(15, 85), slice(56, 112))
+    affine = ct.affine.copy()
+    affine[:3, 3] = ct.affine[:3, :3] @ [b.start for b in box] + ct.affine[:3, 3]
+    image = nib.Nifti1Image(np.asarray(ct.dataobj)[box].astype(np.int16), affine)
+    image = image.as_reoriented(np.array([[0, -1], [1, -1], [2, 1]]))
+    path = tmp_path_factory.mktemp("ct-crop") / "ct.nii.gz"
+    nib.save(image, path)
+    return path
+
+
+def test_run_with_an_nnunet_folder_writes_every_output(nnunet_folder, ct_crop, tmp_path, capsys):
+    import slicerio
+
+    from medrecon.foreign.nnunet import load_nnunet
+    from medrecon.io.nifti import read_nifti
+    from medrecon.pipeline.engines import build_engine
+
+    dataset = nnunet_folder.parent  # DatasetNNN_Name: the configuration is chosen
+    out = tmp_path / "out"
+    argv = ["run", str(ct_crop), "-o", str(out), "--model", str(dataset), "--folds", "0"]
+    assert main([*argv, "--no-tta", "--no-progress"]) == 0
+    assert "nnU-Net v2 results folder" in capsys.readouterr().out
+
+    # The same labels the engine gives with the same options, on the input's grid.
+    volume = read_nifti(ct_crop)
+    engine = build_engine(load_nnunet(dataset, folds=(0,), tta=False), device="cpu")
+    expected = engine(volume).labels.array
+    labels = nib.load(out / "labels.nii.gz")
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)
+    np.testing.assert_allclose(labels.affine, nib.load(ct_crop).affine)
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["pipeline"]["engine"] == "nnunet"
+    assert "folds 0, mirroring off" in record["pipeline"]["choice"]  # the options it ran with
+    found = record["labels_found"]
+    assert len(found) >= 3 and set(found) <= {
+        "liver",
+        "spleen",
+        "kidney_left",
+        "kidney_right",
+        "stomach",
+    }
+    seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    assert {s["name"] for s in seg["segments"]} == set(found)
+    liver = next(s for s in seg["segments"] if s["name"] == "liver")
+    assert liver["terminology"]["type"] == ["SCT", "10200004", "Liver"]
+    assert all((out / "meshes" / f"{name}.stl").is_file() for name in found)
+    assert (out / "stats.csv").is_file() and (out / "scene.mrml").is_file()
+
+
+def test_a_cohort_runs_an_nnunet_folder(nnunet_folder, ct_crop, tmp_path) -> None:
+    studies = tmp_path / "studies"
+    for name in ("a", "b"):
+        (studies / name).mkdir(parents=True)
+        (studies / name / "ct.nii.gz").write_bytes(ct_crop.read_bytes())
+    ref = ModelRef(str(nnunet_folder), folds=(0,), tta=False)
+    result = run_cohort(studies, tmp_path / "out", model=ref, workers=1)
+    assert result.ok and len(result.complete) == 2
+    first = np.asarray(nib.load(tmp_path / "out" / "a" / "labels.nii.gz").dataobj)
+    second = np.asarray(nib.load(tmp_path / "out" / "b" / "labels.nii.gz").dataobj)
+    np.testing.assert_array_equal(first, second)
+    assert len(np.unique(first)) >= 3
+
+
+def test_run_with_totalsegmentator_weights(tmp_path, ct_crop, monkeypatch, capsys) -> None:
+    import slicerio
+    from totalseg_fixture import write_totalseg_home
+
+    from medrecon.foreign.totalseg import task_spec
+
+    home = tmp_path / "totalseg-home"
+    write_totalseg_home(home, "total", "fast")
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(home))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    out = tmp_path / "out"
+    argv = ["run", str(ct_crop), "-o", str(out), "--model", "totalsegmentator:total:fast"]
+    assert main([*argv, "--no-progress", "--outputs", "labels,seg_nrrd,stats"]) == 0
+    assert "TotalSegmentator task" in capsys.readouterr().out
+    record = json.loads((out / "run.json").read_text())
+    assert record["pipeline"]["engine"] == "totalsegmentator"
+    classes = task_spec("total", "fast").classes
+    values = set(np.unique(np.asarray(nib.load(out / "labels.nii.gz").dataobj)).tolist()) - {0}
+    assert values and {classes[v] for v in values} == set(record["labels_found"])
+    seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    # Every segment named as TotalSegmentator names it, and coded (no generic fallback).
+    assert {s["name"] for s in seg["segments"]} == set(record["labels_found"])
+    assert all(s["terminology"]["type"][1] != "91723000" for s in seg["segments"])
+
+
+def test_missing_totalsegmentator_weights_name_where_medrecon_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    out = tmp_path / "out"
+    assert main(["run", str(SAMPLE), "-o", str(out), "--model", "totalsegmentator:total"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and "totalseg_download_weights" in err
+    assert not out.exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nnunet_fixture import FOLDS, build_results_folder
+from nnunet_fixture import FOLDS
 
 from medrecon.io.nifti import read_nifti
 
@@ -19,12 +19,6 @@ nib = pytest.importorskip("nibabel")
 INPUT_BOX = (slice(10, 110), slice(15, 85), slice(56, 112))
 #: Stored as (k flipped, i, j flipped): a different axis order and direction from training.
 REORIENT = np.array([[1, 1], [2, -1], [0, -1]])
-
-
-@pytest.fixture(scope="session")
-def nnunet_folder(shared_data, tmp_path_factory):
-    pytest.importorskip("nnunetv2")
-    return build_results_folder(tmp_path_factory.mktemp("nnunet"), shared_data / "ct-abdomen")
 
 
 def _input_file(shared_data, folder, name: str, k_step: int = 1):

@@ -244,4 +244,6 @@ def resolve_model(ref: ModelRef | str, *, check_weights: bool = True) -> ModelCh
         task = ref.ref[len(TOTALSEG_PREFIX) :]
         pipe = load_totalsegmentator(task, folds=ref.folds, tta=None if ref.tta else False)
     found = f"{KINDS[kind]} {pipe.name} ({ref.ref}): {len(pipe.labels)} labels, {pipe.modality}"
+    if pipe.description:  # e.g. the folds and mirroring an nnU-Net model runs with
+        found += f"; {pipe.description}"
     return ModelChoice(pipe, kind, found)
