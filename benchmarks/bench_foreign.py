@@ -7,10 +7,11 @@ out for both. Each run is a fresh child process (alternating medrecon and
 nnU-Net round by round), which reports its wall time, its stage timings and its
 peak RSS; the parent prints medians, the ratio and the label agreement.
 
-One function per kind (``bench_nnunet``); a MONAI-bundle section plugs in as
-``bench_bundle`` in ``KINDS``.
+``--kind bundle``: a model-zoo MONAI bundle (``--bundle``, default
+spleen_ct_segmentation, seeded weights) run by medrecon's bundle engine against
+``python -m monai.bundle run`` on the same CT (benchmarks/foreign_bundle.py).
 
-    python benchmarks/bench_foreign.py --kind nnunet [--folder RESULTS] [--repeats 3]
+    python benchmarks/bench_foreign.py [--kind nnunet|bundle|all] [--folder RESULTS] [--repeats 3]
 
 Without ``--folder`` the tiny nnU-Net model of tests/nnunet_fixture.py is built
 (about a minute) under ``--workdir`` and reused.
@@ -176,7 +177,17 @@ def bench_nnunet(args) -> dict:
     return summary
 
 
-KINDS = {"nnunet": bench_nnunet}
+def bench_bundles(args) -> dict:
+    """A model-zoo MONAI bundle: medrecon's bundle engine vs ``monai.bundle run``
+    (benchmarks/foreign_bundle.py), same CT, whole processes."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from foreign_bundle import bench_bundle
+
+    workdir = Path(args.workdir) / "bundle"
+    return bench_bundle(args.bundle, tuple(args.shape), args.repeats, workdir)
+
+
+KINDS = {"nnunet": bench_nnunet, "bundle": bench_bundles}
 
 
 def main(argv=None) -> int:
@@ -189,6 +200,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=[*KINDS, "all"], default="all")
     parser.add_argument("--folder", help="nnU-Net results folder (default: build the tiny one)")
+    parser.add_argument("--bundle", default="spleen_ct_segmentation", help="tests/data/bundles/")
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 300))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
