@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from nnunet_plans import ARCH, RESAMPLE
 
 from medrecon.errors import PipelineError
 from medrecon.foreign.nnunet import is_nnunet_folder, load_nnunet
@@ -21,27 +22,6 @@ from medrecon.volume import Volume
 
 torch = pytest.importorskip("torch")
 
-ARCH = {
-    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "arch_kwargs": {
-        "n_stages": 2,
-        "features_per_stage": [4, 8],
-        "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[3, 3, 3], [3, 3, 3]],
-        "strides": [[1, 1, 1], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1],
-        "n_conv_per_stage_decoder": [1],
-        "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-    },
-    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-}
-RESAMPLE = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
 PLANS = {
     "dataset_name": "Dataset777_Parts",
     "plans_name": "nnUNetPlans",

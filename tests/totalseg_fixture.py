@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from nnunet_plans import ARCH, RESAMPLE
+
 from medrecon.foreign.totalseg.home import CHECKPOINT
 from medrecon.foreign.totalseg.tasks import PartSpec, task_spec
 
@@ -23,27 +25,7 @@ CHECKPOINT_TRAINER = "nnUNetTrainer"
 
 
 def _plans(dataset_name: str, spacing: float, patch: int) -> dict:
-    arch = {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": 2,
-            "features_per_stage": [4, 8],
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[3, 3, 3], [3, 3, 3]],
-            "strides": [[1, 1, 1], [2, 2, 2]],
-            "n_conv_per_stage": [1, 1],
-            "n_conv_per_stage_decoder": [1],
-            "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
-    resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
+    arch, resampling = ARCH, RESAMPLE
     return {
         "dataset_name": dataset_name,
         "plans_name": "nnUNetPlans",

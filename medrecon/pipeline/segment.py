@@ -53,6 +53,39 @@ class Segmentation:
     #: Native-grid voxel box (start, stop) the fine pass ran on (coarse-to-fine).
     roi_box: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
 
+    @classmethod
+    def on_grid_of(
+        cls,
+        volume: Volume,
+        labels: np.ndarray,
+        pipeline: Pipeline,
+        device: str,
+        *,
+        timings: dict[str, float],
+        warnings: list[str],
+        probabilities: np.ndarray | None = None,
+        roi_box=None,
+    ) -> Segmentation:
+        """``labels`` (and ``probabilities``) on ``volume``'s own grid, their meta
+        saying which model made them; every engine returns one of these."""
+        meta = volume.meta.copy()
+        meta.description = f"{pipeline.name} labels"
+        meta.warnings = list(volume.meta.warnings) + list(warnings)
+        return cls(
+            labels=Volume(labels, volume.affine.copy(), meta),
+            label_table=pipeline.labels,
+            pipeline=pipeline,
+            device=device,
+            probabilities=(
+                Volume(probabilities, volume.affine.copy(), meta.copy())
+                if probabilities is not None
+                else None
+            ),
+            timings=timings,
+            warnings=warnings,
+            roi_box=roi_box,
+        )
+
     def present_labels(self) -> list[Label]:
         """The labels of the table that occur in the label map."""
         present = set(np.unique(self.labels.array).tolist())
@@ -205,21 +238,14 @@ class Segmenter:
             t0 = time.perf_counter()
             labels = refine_labels(labels, volume.spacing, self.pipeline.refine)
             timings["refine"] = time.perf_counter() - t0
-        meta = volume.meta.copy()
-        meta.description = f"{self.pipeline.name} labels"
-        meta.warnings = list(volume.meta.warnings) + warnings
-        return Segmentation(
-            labels=Volume(labels, volume.affine.copy(), meta),
-            label_table=self.pipeline.labels,
-            pipeline=self.pipeline,
-            device=attempt.device,
-            probabilities=(
-                Volume(native_probs, volume.affine.copy(), meta.copy())
-                if native_probs is not None
-                else None
-            ),
+        return Segmentation.on_grid_of(
+            volume,
+            labels,
+            self.pipeline,
+            attempt.device,
             timings=timings,
             warnings=warnings,
+            probabilities=native_probs,
             roi_box=box,
         )
 

@@ -93,14 +93,11 @@ class BundleSegmenter:
             )
         for message in warnings:
             log.warning("%s: %s", self.pipeline.name, message)
-        meta = volume.meta.copy()
-        meta.description = f"{self.pipeline.name} labels"
-        meta.warnings = list(volume.meta.warnings) + warnings
-        return Segmentation(
-            labels=Volume(labels.astype(self.label_dtype), volume.affine.copy(), meta),
-            label_table=self.pipeline.labels,
-            pipeline=self.pipeline,
-            device=self.device,
+        return Segmentation.on_grid_of(
+            volume,
+            labels.astype(self.label_dtype),
+            self.pipeline,
+            self.device,
             timings=timings,
             warnings=warnings,
         )

@@ -134,13 +134,6 @@ class NnunetSegmenter:
         timings["resample"] = time.perf_counter() - t0
         logger.debug("nnU-Net timings: %s", timings)
 
-        meta = volume.meta.copy()
-        meta.description = f"{self.pipeline.name} labels"
-        return Segmentation(
-            labels=volume.with_array(labels, meta),
-            label_table=self.pipeline.labels,
-            pipeline=self.pipeline,
-            device=self.choice.device,
-            timings=timings,
-            warnings=warnings,
+        return Segmentation.on_grid_of(
+            volume, labels, self.pipeline, self.choice.device, timings=timings, warnings=warnings
         )

@@ -106,14 +106,11 @@ class TotalSegSegmenter:
         t0 = time.perf_counter()
         labels = from_model_grid(merged, grid)
         timings["resample"] = time.perf_counter() - t0
-        meta = volume.meta.copy()
-        meta.description = f"{self.pipeline.name} labels"
-        meta.warnings = list(volume.meta.warnings) + warnings
-        return Segmentation(
-            labels=Volume(labels, volume.affine.copy(), meta),
-            label_table=self.pipeline.labels,
-            pipeline=self.pipeline,
-            device=devices[0] if devices else "cpu",
+        return Segmentation.on_grid_of(
+            volume,
+            labels,
+            self.pipeline,
+            devices[0] if devices else "cpu",
             timings=timings,
             warnings=warnings,
         )
