@@ -16,7 +16,7 @@ from medrecon.errors import PipelineError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.pipeline.config import Pipeline
-    from medrecon.pipeline.segment import Segmentation
+    from medrecon.pipeline.segmentation import Segmentation
     from medrecon.volume import Volume
 
 __all__ = ["ENGINES", "Engine", "build_engine"]

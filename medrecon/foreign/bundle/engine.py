@@ -25,7 +25,7 @@ from medrecon.foreign.bundle.load import BundleSpec
 from medrecon.foreign.bundle.loader import load_like_bundle
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.device import resolve_device
-from medrecon.pipeline.segment import Segmentation
+from medrecon.pipeline.segmentation import Segmentation
 from medrecon.volume import Volume
 
 __all__ = ["BundleSegmenter"]

@@ -97,7 +97,7 @@ class NnunetSegmenter:
         return torch.stack(slices, dim=1)
 
     def __call__(self, volume, *, probabilities: bool = False):
-        from medrecon.pipeline.segment import Segmentation
+        from medrecon.pipeline.segmentation import Segmentation
 
         config = self.model.configuration
         warnings: list[str] = list(self.model.notes)

@@ -26,7 +26,7 @@ from medrecon.foreign.totalseg.grid import from_model_grid, to_model_grid
 from medrecon.foreign.totalseg.loader import TotalSegModel
 from medrecon.foreign.totalseg.merge import MergeReport, merge_parts, part_lookup
 from medrecon.pipeline.config import Pipeline
-from medrecon.pipeline.segment import Segmentation
+from medrecon.pipeline.segmentation import Segmentation
 from medrecon.volume import Volume
 
 __all__ = ["TotalSegSegmenter"]
