@@ -24,7 +24,7 @@ from medrecon.cli.main import main
 from medrecon.errors import PipelineError
 from medrecon.foreign.bundle import load_bundle
 from medrecon.foreign.bundle.engine import BundleSegmenter
-from medrecon.io.nifti import write_nifti
+from medrecon.io.nifti import read_nifti, write_nifti
 from medrecon.pipeline.engines import build_engine
 
 
@@ -214,3 +214,17 @@ def test_cli_bundle_needs_trust(tmp_path: Path, capsys) -> None:
     assert "bundle configs can run arbitrary Python" in err
     assert not out.exists()
     np.testing.assert_array_equal(volume.affine, AFFINE)
+
+
+def test_cli_segment_with_a_trusted_bundle(tmp_path: Path, capsys) -> None:
+    volume, expected = phantom()
+    source = write_nifti(volume, tmp_path / "ct.nii.gz")
+    bundle = make_bundle(tmp_path / "threshold bundle")
+    out = tmp_path / "seg.nii.gz"
+    args = ["segment", str(source), "-o", str(out), "--bundle", str(bundle), "--trust-bundle"]
+    assert main([*args, "--device", "cpu"]) == 0
+    assert "model: MONAI bundle" in capsys.readouterr().out
+    labels = read_nifti(out)
+    np.testing.assert_array_equal(labels.array, expected)
+    np.testing.assert_allclose(labels.affine, volume.affine)
+    assert out.with_name("seg.ctbl").is_file()
