@@ -141,3 +141,34 @@ def test_medrecon_matches_monai_bundle_run(name: str, zoo_case, tmp_path: Path) 
     assert len(present) > 1, "the reference is trivial (one label)"
     assert agreement >= 0.99
     assert set(np.unique(ours).tolist()) <= {0, *seg.pipeline.label_names}
+
+
+@pytest.mark.parametrize("name", ["wholeBody_ct_segmentation", "prostate_mri_anatomy"])
+def test_medrecon_run_with_a_zoo_bundle_writes_every_output(name: str, zoo_case, tmp_path):
+    import slicerio
+
+    from medrecon.export.meshio import mesh_file_name
+    from medrecon.pipeline.model_ref import ModelRef
+    from medrecon.run import run_study
+
+    bundle, image = zoo_case(name)
+    out = tmp_path / "out"
+    result = run_study(image, out, model=ModelRef(str(bundle), trust=True), force=True)
+    assert result.status == "complete"
+    for output in ("labels.nii.gz", "segmentation.seg.nrrd", "scene.mrml", "stats.csv"):
+        assert output in result.outputs
+    assert "preview.png" in result.outputs
+    # The labels the engine gives on the same input, on the input's own grid.
+    seg = build_engine(load_bundle(bundle, trust=True), device="cpu")(read_nifti(image))
+    written = nib.load(out / "labels.nii.gz")
+    np.testing.assert_array_equal(np.asarray(written.dataobj), seg.labels.array)
+    np.testing.assert_allclose(written.affine, nib.load(image).affine, atol=1e-5)
+    names = {
+        s["name"]
+        for s in slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))["segments"]
+    }
+    assert names == set(result.labels_found) and names
+    # One mesh per label found, named as mesh_file_name spells a label ("central gland").
+    meshes = {p.name for p in (out / "meshes").glob("*.stl")}
+    found = [lab for lab in seg.pipeline.labels if lab.name in names]
+    assert meshes == {mesh_file_name(lab, "stl") for lab in found}
