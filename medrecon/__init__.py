@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from medrecon._version import __version__
 from medrecon.errors import (
     AmbiguousInputError,
     DicomError,
@@ -18,8 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.pipeline.segment import segment
     from medrecon.run import run_study
     from medrecon.volume import Volume, VolumeMeta
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousInputError",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError
+from medrecon.export import MESH_FORMATS
 from medrecon.pipeline.config import OUTPUTS, Pipeline
 from medrecon.volume import Volume
 
@@ -27,7 +28,6 @@ __all__ = ["MESH_FORMATS", "OutputPlan", "WrittenOutputs", "check_mesh_format", 
 
 logger = logging.getLogger(__name__)
 
-MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 
 IMAGE = "image.nii.gz"
 LABELS = "labels.nii.gz"

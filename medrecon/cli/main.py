@@ -43,7 +43,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     one command imports nothing the others need (``medrecon --help`` lists them all)."""
     from importlib import import_module
 
-    from medrecon import __version__
+    from medrecon._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="medrecon",

@@ -237,7 +237,7 @@ def _build_segmentation(
     import highdicom as hd
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from medrecon import __version__
+    from medrecon._version import __version__
 
     pipeline_name, pipeline_version = pipeline
     # highdicom takes one multi-frame source (e.g. one time point of an enhanced series);

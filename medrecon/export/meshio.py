@@ -24,6 +24,7 @@ import numpy as np
 
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import FormatError
+from medrecon.export import MESH_FORMATS
 from medrecon.export.mesh import LabelMesh, label_meshes
 from medrecon.pipeline.config import Label
 from medrecon.volume import Volume
@@ -32,7 +33,6 @@ __all__ = ["MESH_FORMATS", "MeshReport", "mesh_file_name", "write_mesh", "write_
 
 logger = logging.getLogger(__name__)
 
-MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 
 #: What Slicer searches the header / comments for.
 SPACE_TAG = "SPACE=LPS"

@@ -41,7 +41,7 @@ def output_stem(volume: Volume) -> str:
 
 def sidecar(volume: Volume) -> dict[str, Any]:
     """BIDS-like sidecar: identifiers, geometry and every warning."""
-    from medrecon import __version__
+    from medrecon._version import __version__
 
     meta = volume.meta
     return {
