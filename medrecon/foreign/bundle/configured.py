@@ -158,15 +158,7 @@ def _network(parser: Any, spec: BundleSpec, device: str, where: str) -> Any:
         raise PipelineError(
             f"{where}: `{spec.network_key}` built a {type(network).__name__}, not a torch module"
         )
-    try:
-        state = read_state_dict(WeightsSpec(path=spec.weights, sha256=None))
-    except PipelineError:
-        raise
-    except Exception as exc:  # a damaged file fails inside the unpickler in many ways
-        raise PipelineError(
-            f"{spec.weights}: cannot read the weights ({type(exc).__name__}: {exc}); medrecon "
-            "loads them with weights_only=True, so the file must be a plain state dict"
-        ) from exc
+    state = read_state_dict(WeightsSpec(path=spec.weights, sha256=None))
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
