@@ -185,8 +185,8 @@ def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
         return segmenter.pipeline, "given: a loaded Segmenter"
     if isinstance(model, Pipeline):
         return model, f"given: pipeline object {model.name!r}"
-    # A cohort worker's cache checks the weights once, when it loads them.
-    choice = resolve_model(model, check_weights=segmenters is None)
+    # A cohort worker's cache reads each model once and checks its weights when it loads them.
+    choice = segmenters.resolve(model) if segmenters is not None else resolve_model(model)
     return choice.pipeline, f"given: {choice.found}"
 
 

@@ -104,6 +104,8 @@ def test_absolute_paths_for_workers(tmp_path: Path, monkeypatch) -> None:
 def test_the_cache_loads_a_model_once_however_it_is_named(flipping_pipeline: Path) -> None:
     cache = SegmenterCache(device="cpu")
     first = cache.get(ModelRef(str(flipping_pipeline)))
+    # The model's file is read once: later studies reuse what was read.
+    assert cache.resolve(ModelRef(str(flipping_pipeline))).pipeline is first.pipeline
     assert cache.get(ModelRef(str(flipping_pipeline))) is first
     assert cache.get(str(flipping_pipeline)) is first  # same pipeline, other spelling
     no_flips = cache.get(ModelRef(str(flipping_pipeline), tta=False))

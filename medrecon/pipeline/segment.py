@@ -29,7 +29,7 @@ from medrecon.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.pipeline.engines import Engine
-    from medrecon.pipeline.model_ref import ModelRef
+    from medrecon.pipeline.model_ref import ModelChoice, ModelRef
 
 __all__ = ["Segmentation", "Segmenter", "SegmenterCache", "segment"]
 
@@ -211,6 +211,7 @@ class SegmenterCache:
         self.amp = amp
         self._segmenters: list[Engine] = []
         self._by_ref: dict[Any, Engine] = {}
+        self._choices: dict[ModelRef, ModelChoice] = {}
         self._nets: dict[tuple, Any] = {}
 
     def __len__(self) -> int:
@@ -226,16 +227,29 @@ class SegmenterCache:
         """How many distinct networks were loaded (shared ones count once)."""
         return len(self._nets)
 
+    def resolve(self, ref: ModelRef) -> ModelChoice:
+        """What ``ref`` names, read once: the studies after the first reuse it instead of
+        re-reading the model's folder. Weights are checked when the engine loads them."""
+        from medrecon.pipeline.model_ref import resolve_model
+
+        if ref not in self._choices:
+            self._choices[ref] = resolve_model(ref, check_weights=False)
+        return self._choices[ref]
+
     def get(self, pipeline: Pipeline | str | Path | ModelRef) -> Engine:
         """The engine for ``pipeline``: a Pipeline, a shipped name, a YAML path or a
         :class:`~medrecon.pipeline.model_ref.ModelRef` (any kind of model)."""
         from medrecon.pipeline.engines import build_engine
+        from medrecon.pipeline.model_ref import ModelRef
 
         # A name, path or ModelRef is remembered as given: no re-parsing and re-hashing per study.
         ref = None if isinstance(pipeline, Pipeline) else _cache_key(pipeline)
         if ref is not None and ref in self._by_ref:
             return self._by_ref[ref]
-        pipe = _as_pipeline(pipeline)
+        if isinstance(pipeline, ModelRef):
+            pipe = self.resolve(pipeline).pipeline
+        else:
+            pipe = _as_pipeline(pipeline)
         found = next((s for s in self._segmenters if s.pipeline == pipe), None)
         if found is None:
             extra = {"model_loader": self._load} if pipe.engine == "native" else {}
