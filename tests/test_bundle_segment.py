@@ -37,7 +37,7 @@ def _engine(bundle: Path, **kwargs) -> BundleSegmenter:
 def test_threshold_bundle_gives_exactly_the_boxes(tmp_path: Path) -> None:
     volume, expected = phantom()
     engine = _engine(make_bundle(tmp_path / "threshold"))
-    assert engine.label_dtype is np.uint8 and engine.parts.left_out == ["SaveImaged"]
+    assert engine.pipeline.label_dtype is np.uint8 and engine.parts.left_out == ["SaveImaged"]
     seg = engine(volume)
     labels = seg.labels
     assert labels.shape == volume.shape and labels.array.dtype == np.uint8

@@ -214,3 +214,10 @@ class Pipeline:
     @property
     def max_label(self) -> int:
         return max(label.value for label in self.labels)
+
+    @property
+    def label_dtype(self) -> type:
+        """The smallest unsigned type that holds every label value (uint8 or uint16)."""
+        import numpy as np
+
+        return np.uint8 if self.max_label < 256 else np.uint16

@@ -35,9 +35,6 @@ class Engine(Protocol):
 
     pipeline: Pipeline
 
-    @property
-    def label_dtype(self) -> type: ...
-
     def __call__(self, volume: Volume, *, probabilities: bool = False) -> Segmentation: ...
 
 

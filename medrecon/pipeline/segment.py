@@ -87,10 +87,6 @@ class Segmenter:
         # Preprocessing follows the network to a CUDA GPU; MPS lacks some of the ops.
         return self.choice.device if self.choice.is_cuda else "cpu"
 
-    @property
-    def label_dtype(self) -> type:
-        return np.uint8 if self.pipeline.max_label < 256 else np.uint16
-
     def _probabilities(
         self, net, volume: Volume, spacing, warnings, timings, tta=True, what="windows"
     ):
@@ -166,7 +162,7 @@ class Segmenter:
             affine,
             target.affine,
             target.spatial_shape,
-            label_dtype=self.label_dtype,
+            label_dtype=self.pipeline.label_dtype,
             with_probabilities=probabilities,
         )
         del probs

@@ -63,10 +63,6 @@ class BundleSegmenter:
             "on" if self.amp else "off",
         )
 
-    @property
-    def label_dtype(self) -> type:
-        return np.uint8 if self.pipeline.max_label < 256 else np.uint16
-
     def __call__(self, volume: Volume, *, probabilities: bool = False) -> Segmentation:
         warnings: list[str] = list(self.pipeline.foreign.notes)
         if probabilities:
@@ -95,7 +91,7 @@ class BundleSegmenter:
             log.warning("%s: %s", self.pipeline.name, message)
         return Segmentation.on_grid_of(
             volume,
-            labels.astype(self.label_dtype),
+            labels.astype(self.pipeline.label_dtype),
             self.pipeline,
             self.device,
             timings=timings,

@@ -68,10 +68,6 @@ class NnunetSegmenter:
             self.mirror_axes,
         )
 
-    @property
-    def label_dtype(self) -> type:
-        return np.uint8 if self.pipeline.max_label < 256 else np.uint16
-
     def _network_logits(self, data: np.ndarray):
         """Fold-averaged logits on the network grid (3-D, or slice by slice for 2-D)."""
         import torch
@@ -125,7 +121,7 @@ class NnunetSegmenter:
 
         t0 = time.perf_counter()
         orders, _ = axis_orders(config.probability_resampling, target, spacing)
-        dtype = self.label_dtype
+        dtype = self.pipeline.label_dtype
         labels = np.zeros(array.shape, dtype=dtype)
         labels[box] = logits_to_labels(logits, cropped.shape, orders, self.model.labels, dtype)
         del logits

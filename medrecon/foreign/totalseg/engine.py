@@ -52,10 +52,6 @@ class TotalSegSegmenter:
         self.lookups = [part_lookup(p.classes, task.classes) for p in task.parts]
         self.parts = [NnunetSegmenter(p, device=device, amp=amp) for p in model.parts]
 
-    @property
-    def label_dtype(self) -> type:
-        return np.uint8 if self.pipeline.max_label < 256 else np.uint16
-
     def __call__(self, volume: Volume, *, probabilities: bool = False) -> Segmentation:
         """Segment one volume; the labels lie on its own grid, in TotalSegmentator's
         numbering, with TotalSegmentator's class names."""
@@ -92,7 +88,8 @@ class TotalSegSegmenter:
             part_maps.append(np.asarray(seg.labels.array))
         t0 = time.perf_counter()
         report = MergeReport()
-        merged = merge_parts(part_maps, self.lookups, dtype=self.label_dtype, report=report)
+        dtype = self.pipeline.label_dtype
+        merged = merge_parts(part_maps, self.lookups, dtype=dtype, report=report)
         del part_maps
         for index, values in report.unnamed.items():
             warnings.append(
