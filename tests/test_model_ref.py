@@ -120,3 +120,16 @@ def test_cli_refuses_an_option_that_does_not_fit(tmp_path: Path, capsys) -> None
     assert code == 2
     assert "--folds applies to" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_bundle_is_found_by_its_folder_or_its_inference_config(tmp_path: Path) -> None:
+    from bundle_helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle")
+    assert detect_kind(str(bundle)) == "bundle"
+    assert detect_kind(str(bundle / "configs" / "inference.json")) == "bundle"
+    # A pipeline YAML that happens to sit in a folder named configs stays a pipeline.
+    (tmp_path / "mine" / "configs").mkdir(parents=True)
+    own = tmp_path / "mine" / "configs" / "my_pipeline.yaml"
+    own.write_text("name: x")
+    assert detect_kind(str(own)) == "pipeline"

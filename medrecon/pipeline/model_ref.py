@@ -149,19 +149,6 @@ def _is_auto_value(value: Any) -> bool:
     )
 
 
-def _is_bundle_config(path: Path) -> bool:
-    return (
-        path.is_file()
-        and path.parent.name == "configs"
-        and path.suffix
-        in (
-            ".json",
-            ".yaml",
-            ".yml",
-        )
-    )
-
-
 def detect_kind(ref: str) -> str:
     """The kind of model ``ref`` names (see :data:`KINDS`); raises InputError when a
     folder is none of them."""
@@ -170,11 +157,12 @@ def detect_kind(ref: str) -> str:
     if ref.startswith(TOTALSEG_PREFIX):
         return "totalsegmentator"
     path = Path(ref).expanduser()
-    if path.is_dir():
+    if path.exists():
         from medrecon.foreign.bundle import is_bundle_folder
 
-        if is_bundle_folder(path):
+        if is_bundle_folder(path):  # the folder, or its configs/inference.* file
             return "bundle"
+    if path.is_dir():
         from medrecon.foreign.nnunet import is_nnunet_folder
 
         if is_nnunet_folder(path):
@@ -186,8 +174,6 @@ def detect_kind(ref: str) -> str:
             "plans.json and fold_N/), a pipeline YAML file, a shipped pipeline's name, "
             "or totalsegmentator:TASK"
         )
-    if _is_bundle_config(path) and path.name != "metadata.json":
-        return "bundle"
     return "pipeline"
 
 
