@@ -39,8 +39,9 @@ _NOT_RETRYABLE = (InputError, DicomError)
 class WorkerSpec:
     """Everything a worker needs, picklable (it travels to processes and Ray actors).
 
-    ``pipeline`` is ``auto`` (by each study's modality), a shipped pipeline's name or
-    a YAML path readable on every worker node; ``run_options`` are ``run_study``
+    ``pipeline`` is the model as a :class:`~medrecon.pipeline.model_ref.ModelRef`
+    (``auto``: by each study's modality; paths absolute and readable on every worker
+    node) or a Pipeline object; ``run_options`` are ``run_study``
     keyword arguments shared by all studies (a manifest's per-study options
     override them).
     """
