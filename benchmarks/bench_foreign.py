@@ -73,7 +73,7 @@ def _child_medrecon(folder: str, image: str, out: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     from medrecon.foreign.nnunet import load_nnunet
     from medrecon.io.nifti import read_nifti, write_nifti
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     t0 = time.perf_counter()
     engine = build_engine(load_nnunet(folder), device="cpu")

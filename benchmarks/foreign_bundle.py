@@ -91,7 +91,7 @@ def _child(bundle: Path, image: Path, out: Path) -> None:
     t0 = time.perf_counter()
     from medrecon.foreign.bundle import load_bundle
     from medrecon.io.nifti import read_nifti, write_nifti
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     t1 = time.perf_counter()
     volume = read_nifti(image)

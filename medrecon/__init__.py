@@ -15,8 +15,8 @@ from medrecon.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io import load, load_all, scan
-    from medrecon.pipeline.model_ref import ModelRef
-    from medrecon.pipeline.segment import segment
+    from medrecon.models.ref import ModelRef
+    from medrecon.models.segment import segment
     from medrecon.run import run_study
     from medrecon.volume import Volume, VolumeMeta
 
@@ -43,8 +43,8 @@ _LAZY = {
     "load_all": "medrecon.io",
     "scan": "medrecon.io",
     "run_study": "medrecon.run",
-    "segment": "medrecon.pipeline.segment",
-    "ModelRef": "medrecon.pipeline.model_ref",
+    "segment": "medrecon.models.segment",
+    "ModelRef": "medrecon.models.ref",
     "Volume": "medrecon.volume",
     "VolumeMeta": "medrecon.volume",
 }

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError, OutputExistsError
+from medrecon.models.ref import ModelRef, as_model_ref
 from medrecon.output_folder import check_replaceable, staging_folder, write_failure
 from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.domain import check_domain
-from medrecon.pipeline.model_ref import ModelRef, as_model_ref
 from medrecon.run_record import RUN_JSON, is_complete, run_record
 from medrecon.volume import Volume
 
@@ -179,7 +179,7 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
 
 def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
     """The model's pipeline and how it was given (for run.json), without loading its model."""
-    from medrecon.pipeline.model_ref import resolve_model
+    from medrecon.models.resolve import resolve_model
 
     if segmenter is not None:
         return segmenter.pipeline, "given: a loaded Segmenter"
@@ -191,7 +191,7 @@ def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
 
 
 def _segmenter_for(config: Pipeline, model, segmenter, segmenters, device: str):
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     if segmenter is not None:
         return segmenter
@@ -251,13 +251,13 @@ def run_study(
     shipped pipeline for its modality (inferred from the intensities for
     NIfTI/NRRD/MHA, with a warning); or any model ``--model`` takes (a shipped
     pipeline's name, a YAML path, a MONAI bundle or nnU-Net v2 folder,
-    ``totalsegmentator:TASK``; a :class:`~medrecon.pipeline.model_ref.ModelRef`
+    ``totalsegmentator:TASK``; a :class:`~medrecon.models.ref.ModelRef`
     carries its options) or a Pipeline, whose modality the series must have
     (``force`` segments a study of another modality or body part anyway, with a
     warning, instead of raising :class:`~medrecon.errors.OutOfDomainError`).
     ``segmenter`` (a loaded :class:`~medrecon.pipeline.segment.Segmenter`)
     is reused when given; ``model`` and ``device`` are then ignored.
-    ``segmenters`` (a :class:`~medrecon.pipeline.segment.SegmenterCache`) supplies
+    ``segmenters`` (a :class:`~medrecon.models.cache.SegmenterCache`) supplies
     the Segmenter of whichever pipeline is chosen, so a cohort worker loads each
     model once; ``device`` is then the cache's. ``outputs`` is a subset of
     :data:`medrecon.pipeline.config.OUTPUTS` (default: the pipeline's list);

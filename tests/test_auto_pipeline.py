@@ -154,7 +154,7 @@ def test_run_study_auto_on_the_real_mr(shared_data, tmp_path):
 
 
 def test_segmenter_cache_loads_a_shared_network_once():
-    from medrecon.pipeline.segment import SegmenterCache
+    from medrecon.models.cache import SegmenterCache
 
     cache = SegmenterCache(device="cpu")
     ct = cache.get("abdomen-ct")

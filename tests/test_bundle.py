@@ -16,7 +16,7 @@ from bundle_helpers import METADATA, THRESHOLD_CONFIG, config_with, make_bundle,
 
 from medrecon.errors import PipelineError
 from medrecon.foreign.bundle import TRUST_FLAG, BundleSpec, is_bundle_folder, load_bundle
-from medrecon.pipeline.engines import build_engine
+from medrecon.models.engines import build_engine
 
 
 def _metadata(**pred) -> dict:

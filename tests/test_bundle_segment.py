@@ -25,7 +25,7 @@ from medrecon.errors import PipelineError
 from medrecon.foreign.bundle import load_bundle
 from medrecon.foreign.bundle.engine import BundleSegmenter
 from medrecon.io.nifti import read_nifti, write_nifti
-from medrecon.pipeline.engines import build_engine
+from medrecon.models.engines import build_engine
 
 
 def _engine(bundle: Path, **kwargs) -> BundleSegmenter:

@@ -28,7 +28,7 @@ import torch
 
 from medrecon.foreign.bundle import load_bundle
 from medrecon.io.nifti import read_nifti
-from medrecon.pipeline.engines import build_engine
+from medrecon.models.engines import build_engine
 
 ZOO = Path(__file__).parent / "data" / "bundles"
 SEED = 0
@@ -148,7 +148,7 @@ def test_medrecon_run_with_a_zoo_bundle_writes_every_output(name: str, zoo_case,
     import slicerio
 
     from medrecon.export.meshio import mesh_file_name
-    from medrecon.pipeline.model_ref import ModelRef
+    from medrecon.models.ref import ModelRef
     from medrecon.run import run_study
 
     bundle, image = zoo_case(name)

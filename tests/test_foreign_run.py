@@ -20,7 +20,7 @@ from bundle_helpers import METADATA, make_bundle, phantom
 from medrecon.cli.main import main
 from medrecon.cohort import run_cohort
 from medrecon.io.nifti import write_nifti
-from medrecon.pipeline.model_ref import ModelRef
+from medrecon.models.ref import ModelRef
 from medrecon.run import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_run_with_an_nnunet_folder_writes_every_output(nnunet_folder, ct_crop, t
 
     from medrecon.foreign.nnunet import load_nnunet
     from medrecon.io.nifti import read_nifti
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     dataset = nnunet_folder.parent  # DatasetNNN_Name: the configuration is chosen
     out = tmp_path / "out"

@@ -9,15 +9,10 @@ import yaml
 
 from medrecon.cli.main import main
 from medrecon.errors import InputError
-from medrecon.pipeline.model_ref import (
-    ModelRef,
-    as_model_ref,
-    detect_kind,
-    parse_folds,
-    resolve_model,
-)
+from medrecon.models.cache import SegmenterCache
+from medrecon.models.ref import ModelRef, as_model_ref, parse_folds
+from medrecon.models.resolve import detect_kind, resolve_model
 from medrecon.pipeline.registry import load_pipeline
-from medrecon.pipeline.segment import SegmenterCache
 
 ROOT = Path(__file__).resolve().parents[1]
 

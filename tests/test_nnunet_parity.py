@@ -56,7 +56,7 @@ def _nnunet_reference(results, path, out_dir):
 
 def _compare(nnunet_folder, path, tmp_path):
     from medrecon.foreign.nnunet import load_nnunet
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     reference = _nnunet_reference(nnunet_folder, path, tmp_path)
     pipeline = load_nnunet(nnunet_folder.parent)

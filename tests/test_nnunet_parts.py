@@ -209,7 +209,7 @@ def test_missing_fold_and_multichannel_named(tmp_path):
 
 
 def test_engine_runs_synthetic_model(tmp_path):
-    from medrecon.pipeline.engines import build_engine
+    from medrecon.models.engines import build_engine
 
     folder = _write_trainer(tmp_path)
     engine = build_engine(load_nnunet(folder, tta=False), device="cpu")

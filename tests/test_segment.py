@@ -12,6 +12,7 @@ from pipeline_helpers import ball_ct, ellipsoid, threshold_network
 
 from medrecon import Volume
 from medrecon.errors import InferenceError, InputError
+from medrecon.models.segment import segment
 from medrecon.pipeline.config import (
     CoarseSpec,
     InferenceSpec,
@@ -24,7 +25,7 @@ from medrecon.pipeline.config import (
 )
 from medrecon.pipeline.device import DeviceChoice, resolve_device
 from medrecon.pipeline.infer import Attempt, plan_attempts, run_ladder
-from medrecon.pipeline.segment import Segmenter, segment
+from medrecon.pipeline.segment import Segmenter
 
 SHAPE = (40, 36, 30)
 MASK = ellipsoid(SHAPE, (20, 17, 14), (11, 8, 7))

@@ -15,7 +15,7 @@ from medrecon.foreign.nnunet.engine import NnunetSegmenter
 from medrecon.foreign.totalseg import load_totalsegmentator, task_spec
 from medrecon.foreign.totalseg.grid import from_model_grid, to_model_grid
 from medrecon.foreign.totalseg.merge import merge_parts, part_lookup
-from medrecon.pipeline.engines import build_engine
+from medrecon.models.engines import build_engine
 from medrecon.volume import Volume
 
 

@@ -54,9 +54,9 @@ def add_model_options(p: argparse.ArgumentParser, *, bundle: bool = False) -> No
 
 
 def model_ref(args: argparse.Namespace):
-    """The :class:`~medrecon.pipeline.model_ref.ModelRef` the options name."""
+    """The :class:`~medrecon.models.ref.ModelRef` the options name."""
+    from medrecon.models.ref import ModelRef, parse_folds
     from medrecon.pipeline.auto import AUTO
-    from medrecon.pipeline.model_ref import ModelRef, parse_folds
 
     ref = args.model or args.pipeline or getattr(args, "bundle", None) or AUTO
     return ModelRef(

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from medrecon.export.colortable import write_ctbl
     from medrecon.io import load
     from medrecon.io.nifti import write_nifti
+    from medrecon.models.engines import build_engine
+    from medrecon.models.resolve import resolve_model
     from medrecon.pipeline.auto import choose_pipeline
     from medrecon.pipeline.domain import check_domain
-    from medrecon.pipeline.engines import build_engine
-    from medrecon.pipeline.model_ref import resolve_model
     from medrecon.plausibility import volume_warnings
 
     output = Path(args.output)

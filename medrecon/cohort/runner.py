@@ -37,8 +37,8 @@ from medrecon.cohort.studies import Study, discover_studies
 from medrecon.cohort.table import COHORT_CSV, write_cohort_csv
 from medrecon.cohort.worker import WorkerSpec
 from medrecon.errors import InputError, PipelineError
+from medrecon.models.ref import as_model_ref
 from medrecon.pipeline.auto import is_auto
-from medrecon.pipeline.model_ref import as_model_ref
 
 __all__ = ["COHORT_LOG", "ENGINES", "CohortResult", "run_cohort"]
 
@@ -90,8 +90,8 @@ def _cohort_labels(model) -> list[str]:
     """cohort.csv's volume columns: the model's labels, or for ``auto`` those of
     every shipped pipeline it may choose (once each, in order). An explicit
     model is read here so that a bad one fails before any worker starts."""
+    from medrecon.models.resolve import resolve_model
     from medrecon.pipeline.config import Pipeline
-    from medrecon.pipeline.model_ref import resolve_model
     from medrecon.pipeline.registry import shipped_pipelines
 
     if isinstance(model, Pipeline):
@@ -199,7 +199,7 @@ def run_cohort(
     the shipped pipeline for its modality, see :func:`medrecon.run.run_study`), or
     any model ``--model`` takes (a shipped name, a YAML path, a MONAI bundle or
     nnU-Net v2 folder, ``totalsegmentator:TASK``, a
-    :class:`~medrecon.pipeline.model_ref.ModelRef` with its options), or a
+    :class:`~medrecon.models.ref.ModelRef` with its options), or a
     Pipeline. Each worker loads each model once.
     ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
     or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,

@@ -1,7 +1,7 @@
 """The work one cohort worker does: hold loaded models, run studies with them.
 
 Both engines use :class:`StudyWorker`: the local engine in each worker process,
-Ray in each actor. The worker keeps a :class:`~medrecon.pipeline.segment.SegmenterCache`,
+Ray in each actor. The worker keeps a :class:`~medrecon.models.cache.SegmenterCache`,
 so each pipeline's model is loaded once, however many studies use it: an explicit
 pipeline in the constructor (a bad one stops the cohort at start-up), the
 pipelines ``auto`` picks (one per modality) when a study first needs them. Each
@@ -39,7 +39,7 @@ _NOT_RETRYABLE = (InputError, DicomError)
 class WorkerSpec:
     """Everything a worker needs, picklable (it travels to processes and Ray actors).
 
-    ``pipeline`` is the model as a :class:`~medrecon.pipeline.model_ref.ModelRef`
+    ``pipeline`` is the model as a :class:`~medrecon.models.ref.ModelRef`
     (``auto``: by each study's modality; paths absolute and readable on every worker
     node) or a Pipeline object; ``run_options`` are ``run_study``
     keyword arguments shared by all studies (a manifest's per-study options
@@ -74,8 +74,8 @@ class StudyWorker:
     """One worker: its Segmenters (one per pipeline, loaded once) and the run options."""
 
     def __init__(self, spec: WorkerSpec) -> None:
+        from medrecon.models.cache import SegmenterCache
         from medrecon.pipeline.auto import is_auto
-        from medrecon.pipeline.segment import SegmenterCache
 
         if spec.threads:
             import torch

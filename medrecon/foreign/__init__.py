@@ -2,5 +2,5 @@
 results folders, TotalSegmentator's weights and MONAI bundles.
 
 Each kind reads its model into a :class:`~medrecon.pipeline.config.Pipeline`
-whose ``engine`` names the engine that runs it (:mod:`medrecon.pipeline.engines`).
+whose ``engine`` names the engine that runs it (:mod:`medrecon.models.engines`).
 """

@@ -76,7 +76,7 @@ class PipelineChoice:
 
 def is_auto(pipeline: Any) -> bool:
     """True for the ``auto`` pipeline argument, as a string or a
-    :class:`~medrecon.pipeline.model_ref.ModelRef` (a Pipeline, path or other name is not)."""
+    :class:`~medrecon.models.ref.ModelRef` (a Pipeline, path or other name is not)."""
     if isinstance(pipeline, str):
         return pipeline == AUTO
     return getattr(pipeline, "is_auto", False) is True

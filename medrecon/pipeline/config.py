@@ -195,7 +195,7 @@ class Pipeline:
     #: The file this pipeline was read from (None when built in code).
     source: Path | None = None
     #: Who runs it: ``native`` (medrecon's own steps), ``nnunet``, ``bundle`` or
-    #: ``totalsegmentator`` (:mod:`medrecon.pipeline.engines`).
+    #: ``totalsegmentator`` (:mod:`medrecon.models.engines`).
     engine: str = "native"
     #: The foreign model's own description (its folder, plans, folds...), read by
     #: its engine; None for native pipelines.

@@ -1,9 +1,9 @@
-"""``segment(volume, pipeline) -> Segmentation``: the engine's front door.
+"""``Segmenter``: medrecon's own engine, for the pipelines it trains and ships.
 
 A :class:`Segmenter` loads the network(s) once and segments any number of
-volumes; a :class:`SegmenterCache` keeps one per pipeline (a cohort worker
-meeting CT and MR studies). Each call: optional coarse pass to find the organs'
-box, preprocessing, sliding-window inference, resampling to the native grid,
+volumes (:class:`medrecon.models.cache.SegmenterCache` keeps one per model for a
+cohort worker). Each call: optional coarse pass to find the organs' box,
+preprocessing, sliding-window inference, resampling to the native grid,
 refinement.
 """
 
@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +27,7 @@ from medrecon.pipeline.registry import load_pipeline
 from medrecon.pipeline.segmentation import Segmentation
 from medrecon.volume import Volume
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from medrecon.pipeline.engines import Engine
-    from medrecon.pipeline.model_ref import ModelChoice, ModelRef
-
-__all__ = ["Segmentation", "Segmenter", "SegmenterCache", "segment"]
+__all__ = ["Segmentation", "Segmenter"]
 
 #: Builds a pipeline's network with its weights (:func:`~medrecon.pipeline.model.load_model`).
 ModelLoader = Callable[[NetworkSpec, WeightsSpec | None], Any]
@@ -191,124 +187,3 @@ class Segmenter:
             probabilities=native_probs,
             roi_box=box,
         )
-
-
-class SegmenterCache:
-    """One :class:`Segmenter` per pipeline, each built on first use and then reused.
-
-    A cohort worker holds one, so every pipeline's network is loaded once however
-    many studies need it. Pipelines with the same network and weights file (the
-    shipped abdomen-ct and abdomen-mr) share one loaded network: the Segmenters
-    differ only in preprocessing, and a worker runs one study at a time.
-    """
-
-    def __init__(self, *, device: str = "auto", amp: bool | None = None) -> None:
-        self.device = device
-        self.amp = amp
-        self._segmenters: list[Engine] = []
-        self._by_ref: dict[Any, Engine] = {}
-        self._choices: dict[ModelRef, ModelChoice] = {}
-        self._nets: dict[tuple, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self._segmenters)
-
-    @property
-    def segmenters(self) -> list[Engine]:
-        """The Segmenters built so far, in the order they were first asked for."""
-        return list(self._segmenters)
-
-    @property
-    def n_networks(self) -> int:
-        """How many distinct networks were loaded (shared ones count once)."""
-        return len(self._nets)
-
-    def resolve(self, ref: ModelRef) -> ModelChoice:
-        """What ``ref`` names, read once: the studies after the first reuse it instead of
-        re-reading the model's folder. Weights are checked when the engine loads them."""
-        from medrecon.pipeline.model_ref import resolve_model
-
-        if ref not in self._choices:
-            self._choices[ref] = resolve_model(ref, check_weights=False)
-        return self._choices[ref]
-
-    def get(self, pipeline: Pipeline | str | Path | ModelRef) -> Engine:
-        """The engine for ``pipeline``: a Pipeline, a shipped name, a YAML path or a
-        :class:`~medrecon.pipeline.model_ref.ModelRef` (any kind of model)."""
-        from medrecon.pipeline.engines import build_engine
-        from medrecon.pipeline.model_ref import ModelRef
-
-        # A name, path or ModelRef is remembered as given: no re-parsing and re-hashing per study.
-        ref = None if isinstance(pipeline, Pipeline) else _cache_key(pipeline)
-        if ref is not None and ref in self._by_ref:
-            return self._by_ref[ref]
-        if isinstance(pipeline, ModelRef):
-            pipe = self.resolve(pipeline).pipeline
-        else:
-            pipe = _as_pipeline(pipeline)
-        found = next((s for s in self._segmenters if s.pipeline == pipe), None)
-        if found is None:
-            extra = {"model_loader": self._load} if pipe.engine == "native" else {}
-            found = build_engine(pipe, device=self.device, amp=self.amp, **extra)
-            self._segmenters.append(found)
-            logger.info("pipeline %s ready (%d loaded)", pipe.name, len(self._segmenters))
-        if ref is not None:
-            self._by_ref[ref] = found
-        return found
-
-    def _load(self, spec: NetworkSpec, weights: WeightsSpec | None):
-        if spec.factory is not None or weights is None:
-            return load_model(spec, weights)  # code-built networks are not comparable
-        key = (spec.name, repr(sorted(spec.args.items())), str(weights.path), weights.sha256)
-        if key not in self._nets:
-            self._nets[key] = load_model(spec, weights)
-        return self._nets[key]
-
-
-def _cache_key(pipeline: str | Path | ModelRef) -> Any:
-    from medrecon.pipeline.model_ref import ModelRef
-
-    return pipeline if isinstance(pipeline, ModelRef) else str(pipeline)
-
-
-def _as_pipeline(pipeline: Pipeline | str | Path | ModelRef) -> Pipeline:
-    from medrecon.pipeline.model_ref import ModelRef, resolve_model
-
-    if isinstance(pipeline, Pipeline):
-        return pipeline
-    if isinstance(pipeline, ModelRef):
-        return resolve_model(pipeline).pipeline
-    return load_pipeline(pipeline)
-
-
-def segment(
-    volume: Volume,
-    model: Pipeline | str | Path | ModelRef = "auto",
-    *,
-    device: str = "auto",
-    amp: bool | None = None,
-    probabilities: bool = False,
-) -> Segmentation:
-    """Segment ``volume`` with ``model``; labels come back on the volume's native grid.
-
-    ``model``: ``"auto"`` (the shipped pipeline made for the volume's modality,
-    :func:`medrecon.pipeline.auto.choose_pipeline`; a warning joins the result's
-    when that modality had to be inferred), a shipped pipeline's name, a YAML
-    path, a MONAI bundle or nnU-Net v2 results folder, ``totalsegmentator:TASK``,
-    a :class:`~medrecon.pipeline.model_ref.ModelRef` (with its options) or a
-    Pipeline. For many volumes, build the engine once
-    (:class:`SegmenterCache`) and call it, so the network is loaded once.
-    """
-    from medrecon.pipeline.auto import choose_pipeline
-    from medrecon.pipeline.engines import build_engine
-    from medrecon.pipeline.model_ref import as_model_ref
-
-    notes: list[str] = []
-    ref = as_model_ref(model)
-    if not isinstance(ref, Pipeline) and ref.is_auto:
-        choice = choose_pipeline(volume)
-        ref, notes = ref.with_ref(choice.path), list(choice.warnings)
-    engine = build_engine(_as_pipeline(ref), device=device, amp=amp)
-    seg = engine(volume, probabilities=probabilities)
-    seg.warnings[:0] = notes
-    return seg

@@ -3,7 +3,7 @@
 :func:`load_bundle` reads a bundle folder (safely, and only with ``trust=True``)
 into a :class:`~medrecon.pipeline.config.Pipeline` with ``engine="bundle"``;
 :class:`~medrecon.foreign.bundle.engine.BundleSegmenter` (built through
-:func:`medrecon.pipeline.engines.build_engine`) evaluates the config with MONAI's
+:func:`medrecon.models.engines.build_engine`) evaluates the config with MONAI's
 ``ConfigParser`` and runs it on medrecon's Volume. Only the loader and the file
 writers are replaced.
 """

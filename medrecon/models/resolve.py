@@ -1,41 +1,22 @@
-"""``--model NAME|PATH``: one option for every kind of model, and what it resolves to.
+"""What a :class:`~medrecon.models.ref.ModelRef` names, read into a Pipeline.
 
-A :class:`ModelRef` is what the user asked for (picklable, so it travels to
-cohort workers and Ray actors); :func:`resolve_model` reads it into a
-:class:`~medrecon.pipeline.config.Pipeline` and says which kind it found:
-
-* ``auto``: the shipped pipeline for the study's modality (resolved per study);
-* a shipped pipeline's name, or a pipeline YAML file;
-* a MONAI bundle folder (``configs/`` + ``models/``), or its inference config;
-* an nnU-Net v2 results folder (``DatasetNNN_Name`` or ``Trainer__Plans__config``);
-* ``totalsegmentator:TASK``: TotalSegmentator's nnU-Net folders in its home folder.
-
-Options that fit only some kinds (``folds``, ``configuration``, ``trust``,
-``labels``) are refused for the others, so a typo never goes unnoticed.
+:func:`detect_kind` tells the kinds apart (a foreign model's own package says
+whether a folder is one of its own); :func:`resolve_model` reads the model and
+returns a :class:`ModelChoice` with a line saying what was found. Options that fit
+only some kinds are refused for the others, so a typo never goes unnoticed.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from medrecon.errors import InputError
+from medrecon.models.ref import TOTALSEG_PREFIX, ModelRef
 from medrecon.pipeline.auto import AUTO
 from medrecon.pipeline.config import Pipeline
 
-__all__ = [
-    "KINDS",
-    "ModelChoice",
-    "ModelRef",
-    "as_model_ref",
-    "detect_kind",
-    "parse_folds",
-    "resolve_model",
-]
-
-TOTALSEG_PREFIX = "totalsegmentator:"
+__all__ = ["KINDS", "ModelChoice", "as_pipeline", "detect_kind", "resolve_model"]
 
 #: kind -> how it is named to the user
 KINDS = {
@@ -63,90 +44,12 @@ _OPTION_FLAGS = {
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    """A model as the user named it, with the options that go with it."""
-
-    ref: str = AUTO
-    folds: tuple[int | str, ...] | None = None
-    configuration: str | None = None
-    #: False turns off test-time augmentation (flips / nnU-Net mirroring).
-    tta: bool = True
-    #: Allow a MONAI bundle's config to run code.
-    trust: bool = False
-    #: A file naming a bundle's output channels (when its metadata does not).
-    labels: str | None = None
-
-    @property
-    def is_auto(self) -> bool:
-        return self.ref == AUTO
-
-    def with_ref(self, ref: str | os.PathLike[str]) -> ModelRef:
-        return replace(self, ref=os.fspath(ref))
-
-    def absolute(self) -> ModelRef:
-        """Paths made absolute, for workers that may start in another folder."""
-        ref = self.ref
-        if not self.is_auto and not ref.startswith(TOTALSEG_PREFIX) and Path(ref).exists():
-            ref = str(Path(ref).resolve())
-        labels = str(Path(self.labels).resolve()) if self.labels else None
-        return replace(self, ref=ref, labels=labels)
-
-
-@dataclass(frozen=True)
 class ModelChoice:
     """The pipeline a ModelRef resolved to, its kind and a line saying what was found."""
 
     pipeline: Pipeline
     kind: str
     found: str
-
-
-def parse_folds(text: str | None) -> tuple[int | str, ...] | None:
-    """``"0,1,4"`` -> ``(0, 1, 4)``; ``"all"`` -> ``("all",)``; None stays None."""
-    if text is None or not str(text).strip():
-        return None
-    folds: list[int | str] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if part == "all":
-            folds.append("all")
-        elif part.isdigit():
-            folds.append(int(part))
-        else:
-            raise InputError(
-                f"--folds {text!r}: give fold numbers separated by commas (e.g. 0,1,2) or 'all'"
-            )
-    return tuple(folds)
-
-
-def as_model_ref(model: Any = None, *, pipeline: Any = None, **options: Any) -> Any:
-    """The model argument of run_study/run_cohort/segment as a ModelRef.
-
-    ``model`` and the older ``pipeline`` name the same thing; giving both (other
-    than ``auto``) is an error. A Pipeline object passes through unchanged when
-    no option is given (it is already resolved).
-    """
-    given = [m for m in (model, pipeline) if m is not None and not _is_auto_value(m)]
-    if len(given) > 1:
-        raise InputError("give the model once: model= (--model) or pipeline= (--pipeline)")
-    chosen = given[0] if given else AUTO
-    options = {k: v for k, v in options.items() if v is not None}
-    if isinstance(chosen, ModelRef):
-        return replace(chosen, **options) if options else chosen
-    if isinstance(chosen, Pipeline):
-        if options:
-            raise InputError(
-                f"options {', '.join(sorted(options))} cannot apply to an already loaded "
-                f"pipeline object {chosen.name!r}; give its name or path instead"
-            )
-        return chosen
-    return ModelRef(ref=os.fspath(chosen), **options)
-
-
-def _is_auto_value(value: Any) -> bool:
-    return (isinstance(value, str) and value == AUTO) or (
-        isinstance(value, ModelRef) and value.is_auto and value == ModelRef()
-    )
 
 
 def detect_kind(ref: str) -> str:
@@ -233,3 +136,15 @@ def resolve_model(ref: ModelRef | str, *, check_weights: bool = True) -> ModelCh
     if pipe.description:  # e.g. the folds and mirroring an nnU-Net model runs with
         found += f"; {pipe.description}"
     return ModelChoice(pipe, kind, found)
+
+
+def as_pipeline(model: Pipeline | str | Path | ModelRef) -> Pipeline:
+    """``model`` read into a Pipeline: a Pipeline as it is, a ModelRef resolved, a
+    shipped name or YAML path loaded."""
+    from medrecon.pipeline.registry import load_pipeline
+
+    if isinstance(model, Pipeline):
+        return model
+    if isinstance(model, ModelRef):
+        return resolve_model(model).pipeline
+    return load_pipeline(model)
