@@ -10,7 +10,8 @@ import torch
 from pipeline_helpers import SMALL_UNET, valid_pipeline_dict, write_pipeline
 
 from medrecon.errors import PipelineError
-from medrecon.pipeline.config import Code, IntensitySpec, Pipeline, RefineStep
+from medrecon.labels import Code
+from medrecon.pipeline.config import IntensitySpec, Pipeline, RefineStep
 from medrecon.pipeline.parse import parse_pipeline, read_pipeline_file, sha256_file
 from medrecon.pipeline.registry import list_pipelines, load_pipeline, shipped_pipeline_dir
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import PipelineError
+from medrecon.labels import Label
 from medrecon.pipeline.config import (
     CT_WINDOW,
     INTENSITY_MODES,
@@ -26,7 +27,6 @@ from medrecon.pipeline.config import (
     CoarseSpec,
     InferenceSpec,
     IntensitySpec,
-    Label,
     NetworkSpec,
     Pipeline,
     PreprocessSpec,
