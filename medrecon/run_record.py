@@ -34,7 +34,7 @@ def _versions() -> dict[str, str]:
 
 
 def run_record(source: str, volume: Volume, chosen, pipe: Pipeline, result, written, started):
-    from medrecon.pipeline.parse import sha256_file
+    from medrecon.pipeline.weights import sha256_file
 
     weights = pipe.weights
     meta = volume.meta

@@ -108,7 +108,7 @@ def train_ball_pipeline(folder: Path, iterations: int = 80) -> Path:
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
 
-    from medrecon.pipeline.parse import sha256_file
+    from medrecon.pipeline.weights import sha256_file
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -18,8 +18,8 @@ from medrecon.export.meshio import write_meshes
 from medrecon.export.scene import write_scene
 from medrecon.export.segnrrd import write_seg_nrrd
 from medrecon.io.nifti import read_nifti, write_nifti
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import TISSUE, describe
+from medrecon.labels import Label
+from medrecon.labels.terminology import TISSUE, describe
 from medrecon.volume import Volume
 
 __all__ = ["build_outdir", "label_codes", "oblique", "real_case", "write_stl_lps"]

@@ -13,8 +13,8 @@ from medrecon.export.colortable import (
     write_color_csv,
     write_ctbl,
 )
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import describe
+from medrecon.labels import Label
+from medrecon.labels.terminology import describe
 
 # The header line exactly as Slicer 5.13's vtkMRMLColorTableStorageNode writes it.
 SLICER_HEADER = (

@@ -24,7 +24,7 @@ from medrecon.errors import DuplicateSliceError
 from medrecon.export.dicomseg import write_dicom_seg
 from medrecon.io import read, scan
 from medrecon.io.dicom.uids import UID_KEYWORDS
-from medrecon.pipeline.terminology import describe
+from medrecon.labels.terminology import describe
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ct-abdomen"
 N_SLICES = 28

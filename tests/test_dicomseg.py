@@ -21,8 +21,8 @@ import pytest
 import medrecon.io as mio
 from medrecon.errors import InputError
 from medrecon.export.dicomseg import write_dicom_seg
-from medrecon.pipeline.config import Code, Label
-from medrecon.pipeline.terminology import describe
+from medrecon.labels import Code, Label
+from medrecon.labels.terminology import describe
 from medrecon.volume import Volume
 
 TISSUE = Code("85756007", "SCT", "Tissue")

@@ -16,7 +16,7 @@ from scipy import ndimage
 from medrecon.errors import FormatError, InputError
 from medrecon.export.colortable import write_color_csv, write_ctbl
 from medrecon.io.nifti import write_nifti
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.train.evaluate import LabelMatchError, evaluate
 from medrecon.train.label_inputs import (
     LabelMap,

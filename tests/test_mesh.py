@@ -30,7 +30,7 @@ from medrecon.export.mesh_filters import (
     vertex_normals,
 )
 from medrecon.export.meshio import mesh_file_name, write_mesh, write_meshes
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.volume import LPS_TO_RAS, Volume
 
 pytest.importorskip("vtkmodules")

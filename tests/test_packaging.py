@@ -48,3 +48,24 @@ def test_package_data_holds_every_shipped_pipeline_and_its_weights():
     assert {"abdomen-ct.yaml", "abdomen-mr.yaml", "abdomen-ct.pt"} <= needed
     for name in sorted(needed):
         assert any(fnmatch.fnmatch(name, pat) for pat in patterns), f"{name} is not package data"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
+def test_package_data_holds_every_data_file_inside_medrecon():
+    """Each non-Python file under medrecon/ (the terminology table, task lists,
+    py.typed) matches its own package's package-data patterns, so a wheel carries it."""
+    import fnmatch
+
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    data = [
+        p
+        for p in (ROOT / "medrecon").rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert ROOT / "medrecon" / "labels" / "terminology_totalsegmentator.tsv" in data
+    for path in data:
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        patterns = config["package-data"].get(package, [])
+        assert any(fnmatch.fnmatch(path.name, p) for p in patterns), f"{path} is not package data"

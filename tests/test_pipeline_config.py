@@ -10,9 +10,11 @@ import torch
 from pipeline_helpers import SMALL_UNET, valid_pipeline_dict, write_pipeline
 
 from medrecon.errors import PipelineError
-from medrecon.pipeline.config import Code, IntensitySpec, Pipeline, RefineStep
-from medrecon.pipeline.parse import parse_pipeline, read_pipeline_file, sha256_file
+from medrecon.labels import Code
+from medrecon.pipeline.config import IntensitySpec, Pipeline, RefineStep
+from medrecon.pipeline.parse import parse_pipeline, read_pipeline_file
 from medrecon.pipeline.registry import list_pipelines, load_pipeline, shipped_pipeline_dir
+from medrecon.pipeline.weights import sha256_file
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medrecon.errors import OutOfDomainError, PipelineError
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.pipeline.domain import DEFINED_BODY_PARTS, check_domain, normalise
 from medrecon.pipeline.parse import parse_pipeline
 from medrecon.plausibility import edge_labels, label_volumes, volume_check, volume_warnings

@@ -13,7 +13,7 @@ from PIL import Image
 from medrecon.errors import InputError
 from medrecon.export.palette import MIN_CHROMA, delta_e, srgb_to_lab
 from medrecon.export.preview import render_preview, write_preview
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.volume import Volume, VolumeMeta
 
 LEFT_BOX = Label(1, "left_box", (250, 20, 20))
@@ -134,7 +134,7 @@ def _real_ct(shared_data):
     ct = Volume.from_nibabel(nib.load(data / "ct.nii.gz"), VolumeMeta(modality="CT"))
     labels = Volume.from_nibabel(nib.load(data / "labels.nii.gz"))
     names = json.loads((data / "labels.json").read_text())
-    from medrecon.pipeline.terminology import describe
+    from medrecon.labels.terminology import describe
 
     table = tuple(describe(name, int(value)) for value, name in names.items())
     return ct, labels, table

@@ -11,7 +11,7 @@ from slicer_outputs import build_outdir, real_case
 
 from medrecon.errors import InputError
 from medrecon.export.scene import MRML_VERSION, scene_files, write_mrb, write_scene
-from medrecon.pipeline.terminology import describe
+from medrecon.labels.terminology import describe
 
 ORGANS = ["liver", "spleen", "aorta"]
 

@@ -12,12 +12,12 @@ from pipeline_helpers import ball_ct, ellipsoid, threshold_network
 
 from medrecon import Volume
 from medrecon.errors import InferenceError, InputError
+from medrecon.labels import Label
 from medrecon.models.segment import segment
 from medrecon.pipeline.config import (
     CoarseSpec,
     InferenceSpec,
     IntensitySpec,
-    Label,
     NetworkSpec,
     Pipeline,
     PreprocessSpec,

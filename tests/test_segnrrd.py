@@ -15,8 +15,8 @@ import slicerio
 from medrecon.errors import InputError
 from medrecon.export.segnrrd import read_seg_nrrd, write_seg_nrrd
 from medrecon.io.nifti import read_nifti
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import TISSUE, describe
+from medrecon.labels import Label
+from medrecon.labels.terminology import TISSUE, describe
 from medrecon.volume import Volume
 
 SLICERIO_DATA = Path(slicerio.__file__).parent / "data"

@@ -12,8 +12,8 @@ import pytest
 
 from medrecon.errors import InputError
 from medrecon.export.stats import COLUMNS, label_statistics, mesh_area_mm2, write_stats
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import describe
+from medrecon.labels import Label
+from medrecon.labels.terminology import describe
 from medrecon.volume import Volume
 
 BOX = Label(1, "box", (255, 0, 0))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medrecon.pipeline import terminology
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import (
+from medrecon.labels import Label, terminology
+from medrecon.labels.terminology import (
     ANATOMICAL_STRUCTURE,
     BODY_SUBSTANCE,
     GENERIC_TYPE,
@@ -22,7 +21,7 @@ from medrecon.pipeline.terminology import (
 )
 
 # name -> (SNOMED CT code, colour); codes and colours as checked in the sources
-# named in medrecon/pipeline/terminology.py.
+# named in medrecon/labels/terminology.py.
 KNOWN = {
     "liver": ("10200004", (221, 130, 101)),
     "spleen": ("78961009", (157, 108, 162)),

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from medrecon.foreign.nnunet.sliding import tile_starts
 from medrecon.foreign.totalseg.loader import _check_names, _with_step_size
 from medrecon.foreign.totalseg.tasks import task_spec
+from medrecon.labels.terminology import describe
 from medrecon.pipeline.config import NetworkSpec, Pipeline, PreprocessSpec
-from medrecon.pipeline.terminology import describe
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import pytest
 from medrecon.errors import PipelineError
 from medrecon.foreign.totalseg import tasks
 from medrecon.foreign.totalseg.tasks import parse_spec, task_names, task_spec
-from medrecon.pipeline.config import Label
-from medrecon.pipeline.terminology import GENERIC_TYPE, describe_labels, lookup
+from medrecon.labels import Label
+from medrecon.labels.terminology import GENERIC_TYPE, describe_labels, lookup
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ct-abdomen"
 ALL = [(task, mode) for task in task_names() for mode in tasks._table()["tasks"][task]["modes"]]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from medrecon.atomic import atomic_write_text
 from medrecon.errors import FormatError
-from medrecon.pipeline.config import Code, Label
+from medrecon.labels import Code, Label
 
 __all__ = [
     "COLOR_CSV_COLUMNS",

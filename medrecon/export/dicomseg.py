@@ -35,7 +35,7 @@ from medrecon.volume import Volume
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pydicom
 
-    from medrecon.pipeline.config import Code, Label
+    from medrecon.labels import Code, Label
 
 __all__ = ["NO_SEG_HINT", "read_source_headers", "write_dicom_seg"]
 

@@ -43,7 +43,7 @@ from medrecon.export.mesh_filters import (
     restore_volume,
     smooth_mesh,
 )
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.volume import Volume
 
 __all__ = ["LabelMesh", "label_meshes"]

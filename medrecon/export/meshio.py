@@ -26,7 +26,7 @@ from medrecon.atomic import atomic_write_path
 from medrecon.errors import FormatError
 from medrecon.export import MESH_FORMATS
 from medrecon.export.mesh import LabelMesh, label_meshes
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 from medrecon.volume import Volume
 
 __all__ = ["MESH_FORMATS", "MeshReport", "mesh_file_name", "write_mesh", "write_meshes"]

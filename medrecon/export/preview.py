@@ -40,7 +40,7 @@ from medrecon.volume import Volume
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from PIL import Image
 
-    from medrecon.pipeline.config import Label
+    from medrecon.labels import Label
 
 __all__ = ["CONVENTIONS", "CT_WINDOW", "Preview", "render_preview", "write_preview"]
 

@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 from medrecon.atomic import atomic_write_path, atomic_write_text
 from medrecon.errors import InputError
-from medrecon.pipeline.config import Label
+from medrecon.labels import Label
 
 __all__ = ["MRML_VERSION", "scene_files", "write_mrb", "write_scene"]
 

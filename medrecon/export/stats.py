@@ -41,7 +41,7 @@ from medrecon.errors import InputError
 from medrecon.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from medrecon.pipeline.config import Label
+    from medrecon.labels import Label
 
 __all__ = ["COLUMNS", "UNITS", "label_statistics", "mesh_area_mm2", "write_stats"]
 

@@ -1,8 +1,9 @@
 """Pipeline configuration: the typed form of a ``pipelines/<name>.yaml`` file.
 
 Everything a pipeline file can say is a field of one of these frozen
-dataclasses. Parsing and validation live in :mod:`medrecon.pipeline.parse`, so
-a bad file fails when it is loaded, never half-way through a run.
+dataclasses; its labels are the core :class:`~medrecon.labels.Label`. Parsing and
+validation live in :mod:`medrecon.pipeline.parse`, so a bad file fails when it is
+loaded, never half-way through a run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medrecon.labels import Label
+
 __all__ = [
     "CT_WINDOW",
     "INTENSITY_MODES",
@@ -20,11 +23,9 @@ __all__ = [
     "PERCENTILE",
     "REFINE_STEPS",
     "ZSCORE",
-    "Code",
     "CoarseSpec",
     "InferenceSpec",
     "IntensitySpec",
-    "Label",
     "NetworkSpec",
     "Pipeline",
     "PreprocessSpec",
@@ -50,32 +51,6 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).
 OUTPUTS = ("image", "labels", "seg_nrrd", "meshes", "scene", "dicom_seg", "stats", "preview")
-
-
-@dataclass(frozen=True)
-class Code:
-    """A coded concept, e.g. SNOMED CT ``("10200004", "SCT", "Liver")``."""
-
-    value: str
-    scheme: str
-    meaning: str
-
-
-@dataclass(frozen=True)
-class Label:
-    """One structure: its value in the label map, name, display colour and codes.
-
-    The network's output channel for a label is its value (channel 0 is background).
-    """
-
-    value: int
-    name: str
-    color: tuple[int, int, int]
-    category: Code | None = None
-    type: Code | None = None
-    type_modifier: Code | None = None
-    #: Volume range (mL) of the whole structure in adults; results outside it are flagged.
-    expected_ml: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

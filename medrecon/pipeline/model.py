@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from medrecon.errors import PipelineError
 from medrecon.pipeline.config import NetworkSpec, WeightsSpec
-from medrecon.pipeline.parse import verify_weights
+from medrecon.pipeline.weights import verify_weights
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch

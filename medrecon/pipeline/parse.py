@@ -7,7 +7,6 @@ or a checksum mismatch is a :class:`PipelineError` naming the file and the key.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import PipelineError
+from medrecon.labels import Label
 from medrecon.pipeline.config import (
     CT_WINDOW,
     INTENSITY_MODES,
@@ -26,7 +26,6 @@ from medrecon.pipeline.config import (
     CoarseSpec,
     InferenceSpec,
     IntensitySpec,
-    Label,
     NetworkSpec,
     Pipeline,
     PreprocessSpec,
@@ -35,22 +34,14 @@ from medrecon.pipeline.config import (
 )
 from medrecon.pipeline.parse_labels import parse_body_parts, parse_labels
 from medrecon.pipeline.section import Section
+from medrecon.pipeline.weights import verify_weights
 
-__all__ = ["parse_pipeline", "read_pipeline_file", "sha256_file"]
+__all__ = ["parse_pipeline", "read_pipeline_file"]
 
 logger = logging.getLogger(__name__)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _AXCODES = re.compile(r"^(?=.*[LR])(?=.*[AP])(?=.*[SI])[LRAPSI]{3}$")
-
-
-def sha256_file(path: Path) -> str:
-    """Lower-case hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_pipeline_file(path: str | Path, *, check_weights: bool = True) -> Pipeline:
@@ -201,22 +192,6 @@ def _parse_weights(sec: Section | None, base_dir: Path, check: bool) -> WeightsS
     if check:
         verify_weights(spec, sec.origin)
     return spec
-
-
-def verify_weights(spec: WeightsSpec, origin: str = "pipeline") -> None:
-    """Raise PipelineError when the weights file is missing or its checksum differs."""
-    if not spec.path.is_file():
-        raise PipelineError(
-            f"{origin}: weights file not found: {spec.path}. Install the model's weights "
-            "there, or fix 'weights.path' (relative paths are relative to the pipeline file)."
-        )
-    if spec.sha256 is not None:
-        actual = sha256_file(spec.path)
-        if actual != spec.sha256:
-            raise PipelineError(
-                f"{origin}: weights file {spec.path} has SHA-256 {actual}, but the pipeline "
-                f"expects {spec.sha256}: the file is corrupt or belongs to another model."
-            )
 
 
 def _parse_inference(sec: Section | None) -> InferenceSpec:

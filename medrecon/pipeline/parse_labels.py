@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medrecon.errors import PipelineError
-from medrecon.pipeline.config import Code, Label
+from medrecon.labels import Code, Label
 from medrecon.pipeline.section import Section
 
 __all__ = ["parse_body_parts", "parse_code", "parse_labels"]

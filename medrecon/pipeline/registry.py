@@ -9,7 +9,8 @@ from pathlib import Path
 
 from medrecon.errors import PipelineError
 from medrecon.pipeline.config import Pipeline
-from medrecon.pipeline.parse import read_pipeline_file, verify_weights
+from medrecon.pipeline.parse import read_pipeline_file
+from medrecon.pipeline.weights import verify_weights
 
 __all__ = [
     "PipelineInfo",

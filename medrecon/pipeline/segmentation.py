@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medrecon.pipeline.config import Label, Pipeline
+from medrecon.labels import Label
+from medrecon.pipeline.config import Pipeline
 from medrecon.volume import Volume
 
 __all__ = ["Segmentation"]

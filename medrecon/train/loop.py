@@ -273,7 +273,7 @@ class _Run:
 
 def _end_of_epoch(run: _Run, val_cases, pipeline: Pipeline, loss: float, seconds: float) -> dict:
     """Validate when due, write checkpoints (last; best and model.pt when improved), log."""
-    from medrecon.pipeline.parse import sha256_file
+    from medrecon.pipeline.weights import sha256_file
     from medrecon.train.validate import validate
 
     config, epoch = run.config, run.epoch

@@ -26,8 +26,9 @@ from medrecon.foreign.bundle.files import (
     read_mapping,
     weights_file,
 )
-from medrecon.pipeline.config import Label, NetworkSpec, Pipeline, PreprocessSpec
-from medrecon.pipeline.terminology import describe, unknown_names_note
+from medrecon.labels import Label
+from medrecon.labels.terminology import describe, unknown_names_note
+from medrecon.pipeline.config import NetworkSpec, Pipeline, PreprocessSpec
 
 __all__ = ["TRUST_FLAG", "BundleSpec", "is_bundle_folder", "load_bundle"]
 

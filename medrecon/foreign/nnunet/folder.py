@@ -172,8 +172,8 @@ def load_nnunet(
     path, *, folds=None, configuration=None, checkpoint="checkpoint_final.pth", tta=True
 ):
     """A Pipeline (engine ``nnunet``) running the nnU-Net v2 model in ``path``."""
+    from medrecon.labels.terminology import describe_labels
     from medrecon.pipeline.config import OUTPUTS, NetworkSpec, Pipeline, PreprocessSpec
-    from medrecon.pipeline.terminology import describe_labels
 
     model = read_model(
         path, folds=folds, configuration=configuration, checkpoint=checkpoint, tta=tta

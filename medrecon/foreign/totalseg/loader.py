@@ -5,7 +5,7 @@ put on disk (:mod:`medrecon.foreign.totalseg.home`); each is loaded with the nnU
 loader (:func:`medrecon.foreign.nnunet.load_nnunet`), and the task's Pipeline
 (engine ``totalsegmentator``) carries them with the task's facts. Labels use
 TotalSegmentator's global numbering and names, coded by
-:func:`medrecon.pipeline.terminology.describe_labels`.
+:func:`medrecon.labels.terminology.describe_labels`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from medrecon.errors import PipelineError
 from medrecon.foreign.totalseg.home import CHECKPOINT, find_part
 from medrecon.foreign.totalseg.tasks import PREFIX, TaskSpec, parse_spec, task_spec
+from medrecon.labels.terminology import describe_labels
 from medrecon.pipeline.config import InferenceSpec, NetworkSpec, Pipeline
-from medrecon.pipeline.terminology import describe_labels
 
 __all__ = ["TotalSegModel", "load_totalsegmentator"]
 

@@ -14,8 +14,8 @@ modifier. Each coded part is ``scheme^value^meaning`` (``^^`` when empty), e.g.:
 
 from __future__ import annotations
 
-from medrecon.pipeline.config import Code, Label
-from medrecon.pipeline.terminology import TISSUE
+from medrecon.labels import Code, Label
+from medrecon.labels.terminology import TISSUE
 
 __all__ = [
     "ANATOMIC_CONTEXT",

@@ -2,7 +2,7 @@
 
 Label names follow TotalSegmentator's snake_case style (``kidney_left``,
 ``inferior_vena_cava``). :func:`describe` turns a name and a label value into a
-:class:`~medrecon.pipeline.config.Label`; names it does not know still get a
+:class:`~medrecon.labels.Label`; names it does not know still get a
 stable colour, just no codes.
 
 Where the codes and colours come from (each code was checked against these):
@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
-from medrecon.pipeline.config import Code, Label
+from medrecon.labels import Code, Label
 
 __all__ = [
     "ANATOMICAL_STRUCTURE",
@@ -196,7 +196,7 @@ def _code(row: dict[str, str], prefix: str) -> Code | None:
 def _foreign_table() -> dict[str, Term]:
     """TotalSegmentator's names -> terms, read from the package's TSV on first use
     (import stays cheap for the many runs that never meet a foreign model)."""
-    text = resources.files("medrecon.pipeline").joinpath(_FOREIGN_FILE).read_text("utf-8")
+    text = resources.files("medrecon.labels").joinpath(_FOREIGN_FILE).read_text("utf-8")
     table: dict[str, Term] = {}
     for row in csv.DictReader(text.splitlines(), delimiter="\t"):
         table[normalize(row["name"])] = Term(
