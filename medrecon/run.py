@@ -201,7 +201,7 @@ def _segmenter_for(config: Pipeline, model, segmenter, segmenters, device: str):
 
 
 def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
-    from medrecon.plausibility import volume_warnings
+    from medrecon.labels.plausibility import volume_warnings
 
     found = volume_warnings(labels.array, labels.voxel_ml, pipe.labels)
     for message in found:  # returned for run.json and the CLI's summary

@@ -8,9 +8,9 @@ import pytest
 
 from medrecon.errors import OutOfDomainError, PipelineError
 from medrecon.labels import Label
+from medrecon.labels.plausibility import edge_labels, label_volumes, volume_check, volume_warnings
 from medrecon.pipeline.domain import DEFINED_BODY_PARTS, check_domain, normalise
 from medrecon.pipeline.parse import parse_pipeline
-from medrecon.plausibility import edge_labels, label_volumes, volume_check, volume_warnings
 from medrecon.volume import Volume, VolumeMeta
 
 

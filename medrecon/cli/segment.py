@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from medrecon.export.colortable import write_ctbl
     from medrecon.io import load
     from medrecon.io.nifti import write_nifti
+    from medrecon.labels.plausibility import volume_warnings
     from medrecon.models.engines import build_engine
     from medrecon.models.resolve import resolve_model
     from medrecon.pipeline.auto import choose_pipeline
     from medrecon.pipeline.domain import check_domain
-    from medrecon.plausibility import volume_warnings
 
     output = Path(args.output)
     if not output.name.endswith((".nii", ".nii.gz")):

@@ -21,7 +21,7 @@ Methods (see docs/outputs.md):
 * bounding box: first and last voxel index along i, j, k (inclusive) and the RAS
   millimetre box enclosing those voxels' outer faces;
 * check: the pipeline's ``expected_ml`` range for the label and, when the volume lies
-  outside it, the warning (:func:`medrecon.plausibility.volume_check`), else empty.
+  outside it, the warning (:func:`medrecon.labels.plausibility.volume_check`), else empty.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def label_statistics(
 
 def _check_row(label: Label, volume_ml: float, box: tuple[slice, ...], shape) -> dict[str, Any]:
     """The pipeline's expected volume range and, when outside it, the warning."""
-    from medrecon.plausibility import volume_check
+    from medrecon.labels.plausibility import volume_check
 
     expected = getattr(label, "expected_ml", None)
     at_edge = any(b.start == 0 or b.stop == n for b, n in zip(box, shape))
