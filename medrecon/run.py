@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medrecon.atomic import atomic_write_json, commit_staging
 from medrecon.errors import InputError, OutputExistsError
 from medrecon.output_folder import check_replaceable, staging_folder, write_failure
 from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
@@ -163,18 +163,6 @@ def _check_paths(source: Path, outdir: Path, overwrite: bool) -> None:
         )
     if outdir.exists():
         check_replaceable(outdir)  # --overwrite replaces only a folder medrecon wrote
-
-
-def _move_into_place(tmp: Path, outdir: Path) -> None:
-    """Rename the finished temp folder to ``outdir``; an old ``outdir`` is
-    renamed aside first and deleted only after the new one is in place."""
-    old = None
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.rename(outdir, old)
-    os.rename(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
@@ -342,11 +330,9 @@ def run_study(
         record = run_record(label, volume, chosen, pipe, result, written, started)
         record["input"]["modality_source"] = domain.modality_source
         record["input"]["body_part"] = domain.body_part
-        from medrecon.atomic import atomic_write_json
-
         try:
             atomic_write_json(tmp / RUN_JSON, record)
-            _move_into_place(tmp, outdir)
+            commit_staging(tmp, outdir)  # an old outdir is replaced only now
         except OSError as exc:
             raise write_failure(outdir, exc) from exc
     result.run_json = outdir / RUN_JSON

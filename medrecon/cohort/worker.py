@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medrecon.cohort.state import COMPLETE, FAILED, STAGING, StudyRecord
+from medrecon.cohort.state import COMPLETE, FAILED, StudyRecord, links_folder
 from medrecon.cohort.studies import Study
 from medrecon.errors import DicomError, InputError
 
@@ -100,7 +100,7 @@ class StudyWorker:
         try:
             source = study.path
             if study.files:
-                staging = self.spec.outdir / STAGING / f"{study.id}-{os.getpid()}"
+                staging = links_folder(self.spec.outdir, study.id)
                 source = _link_files(study, staging)
             record = self._run(study, source)
         except BaseException as exc:  # recorded, never raised: one study must not stop a cohort
