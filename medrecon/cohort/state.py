@@ -123,9 +123,8 @@ def _stats_volumes(study_dir: Path) -> dict[str, float] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    rows = data
-    if isinstance(data, dict):
-        rows = next((data[k] for k in ("labels", "stats", "structures") if k in data), [])
+    # medrecon.export.stats.write_stats writes {"meta": ..., "units": ..., "labels": rows}.
+    rows = data.get("labels", []) if isinstance(data, dict) else []
     return {
         str(r["name"]): float(r["volume_ml"])
         for r in rows
