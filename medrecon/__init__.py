@@ -15,6 +15,7 @@ from medrecon.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io import load, load_all, scan
+    from medrecon.output_options import OutputOptions
     from medrecon.pipeline.model_ref import ModelRef
     from medrecon.pipeline.segment import segment
     from medrecon.run import run_study
@@ -26,6 +27,7 @@ __all__ = [
     "InputError",
     "MedreconError",
     "ModelRef",
+    "OutputOptions",
     "Volume",
     "VolumeMeta",
     "__version__",
@@ -45,6 +47,7 @@ _LAZY = {
     "run_study": "medrecon.run",
     "segment": "medrecon.pipeline.segment",
     "ModelRef": "medrecon.pipeline.model_ref",
+    "OutputOptions": "medrecon.output_options",
     "Volume": "medrecon.volume",
     "VolumeMeta": "medrecon.volume",
 }
