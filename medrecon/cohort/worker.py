@@ -68,7 +68,7 @@ def _link_files(study: Study, folder: Path) -> Path:
 
 
 class StudyWorker:
-    """One worker: its Segmenters (one per pipeline, loaded once) and the run options."""
+    """One worker: its Segmenters (one per pipeline, loaded once) and the study settings."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         from medrecon.pipeline.auto import is_auto
