@@ -15,8 +15,8 @@ Timed, each from a cold start of its workers (worker start-up and model loads
 included; the Ray cluster, started once with ``ray.init(num_cpus=2)``, is not):
 
   run x N      ``python -m medrecon.cli.main run STUDY -o OUT`` once per study
-  local 1, 2   ``run_cohort(engine="local", workers=1|2, threads=T)``
-  ray 1, 2     ``run_cohort(engine="ray", workers=1|2, threads=T)``
+  local 1, 2   ``run_cohort`` with ``EngineSettings(kind="local", workers=1|2, threads=T)``
+  ray 1, 2     ``run_cohort`` with ``EngineSettings(kind="ray", workers=1|2, threads=T)``
 
 ``--threads`` (T, default 1) fixes torch threads per worker so that 1 vs 2 workers
 measures the workers, not torch's own threading; ``run`` keeps torch's default (all
@@ -100,7 +100,7 @@ def time_repeated_run(studies: list[Path], work: Path, pipeline: str, device: st
 
 
 def time_batch(cohort: Path, out: Path, pipeline: str, args, engine: str, workers: int):
-    from medrecon.cohort import run_cohort
+    from medrecon.cohort import CohortSpec, EngineSettings, Reporting, StudySettings, run_cohort
 
     marks: list[float] = []
 
@@ -109,16 +109,12 @@ def time_batch(cohort: Path, out: Path, pipeline: str, args, engine: str, worker
             marks.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    result = run_cohort(
-        cohort,
-        out,
-        pipeline=pipeline,
-        engine=engine,
-        workers=workers,
-        device=args.device,
-        threads=args.threads,
-        on_event=on_event,
+    spec = CohortSpec(
+        study=StudySettings(model=pipeline, device=args.device),
+        engine=EngineSettings(kind=engine, workers=workers, threads=args.threads),
+        reporting=Reporting(on_event=on_event),
     )
+    result = run_cohort(cohort, out, spec)
     seconds = time.perf_counter() - t0
     if not result.ok:
         sys.exit(f"bench_cohort: {engine} x{workers}: {[r.error for r in result.failed]}")

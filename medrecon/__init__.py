@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io import load, load_all, scan
     from medrecon.models.ref import ModelRef
     from medrecon.models.segment import segment
+    from medrecon.output_options import OutputOptions
     from medrecon.run import run_study
     from medrecon.volume import Volume, VolumeMeta
 
@@ -26,6 +27,7 @@ __all__ = [
     "InputError",
     "MedreconError",
     "ModelRef",
+    "OutputOptions",
     "Volume",
     "VolumeMeta",
     "__version__",
@@ -45,6 +47,7 @@ _LAZY = {
     "run_study": "medrecon.run",
     "segment": "medrecon.models.segment",
     "ModelRef": "medrecon.models.ref",
+    "OutputOptions": "medrecon.output_options",
     "Volume": "medrecon.volume",
     "VolumeMeta": "medrecon.volume",
 }

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medrecon.atomic import create_staging
 from medrecon.errors import OutputError, OutputExistsError
 
 __all__ = [
@@ -81,7 +81,9 @@ def check_replaceable(outdir: Path) -> None:
 
 
 def make_staging_folder(outdir: Path) -> Path:
-    """The temporary folder beside ``outdir`` that the run writes into.
+    """The temporary folder beside ``outdir`` that the run writes into
+    (:func:`medrecon.atomic.create_staging`; :func:`medrecon.atomic.commit_staging`
+    moves it into place).
 
     Raises :class:`OutputError` (one line: where, why, what to do) when the
     location cannot be written: read-only file system, no permission, a file in
@@ -95,8 +97,7 @@ def make_staging_folder(outdir: Path) -> Path:
         )
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        tmp = create_staging(outdir)
         probe = tmp / ".write-test"
         probe.write_bytes(b"")  # some file systems allow mkdir but not file writes
         probe.unlink()
@@ -112,7 +113,7 @@ def make_staging_folder(outdir: Path) -> Path:
 @contextmanager
 def staging_folder(outdir: Path) -> Iterator[Path]:
     """:func:`make_staging_folder`, removed again if the block raises (the run
-    renames it into place itself when it succeeds)."""
+    commits it into place itself when it succeeds)."""
     tmp = make_staging_folder(outdir)
     try:
         yield tmp

@@ -1,7 +1,8 @@
 """The files of a ``medrecon run`` output folder and the order they are written in.
 
 :class:`OutputPlan` says which outputs a run makes (from the pipeline's list,
-the command-line switches and the kind of input); :func:`write_outputs` writes
+the run's :class:`~medrecon.output_options.OutputOptions` and the kind of
+input); :func:`write_outputs` writes
 them into a folder with fixed names, so a scene, a cohort table or a user's
 script can find each file without asking:
 
@@ -13,18 +14,18 @@ script can find each file without asking:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError
-from medrecon.export import MESH_FORMATS
-from medrecon.pipeline.config import OUTPUTS, Pipeline
+from medrecon.output_options import MeshFormat, OutputOptions
+from medrecon.pipeline.config import Pipeline
 from medrecon.volume import Volume
 
-__all__ = ["MESH_FORMATS", "OutputPlan", "WrittenOutputs", "check_mesh_format", "write_outputs"]
+__all__ = ["OutputPlan", "WrittenOutputs", "write_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,27 +50,21 @@ class OutputPlan:
 
     outputs: tuple[str, ...]
     mrb: bool = False
+    mesh_format: MeshFormat = MeshFormat.STL
 
     @classmethod
-    def from_pipeline(
-        cls,
-        pipeline: Pipeline,
-        *,
-        outputs: Sequence[str] | None = None,
-        dicom_seg: bool = True,
-        mrb: bool = False,
-    ) -> OutputPlan:
-        chosen = tuple(pipeline.outputs if outputs is None else outputs)
-        unknown = [o for o in chosen if o not in OUTPUTS]
-        if unknown:
-            raise InputError(f"unknown output(s) {unknown}; choose from {', '.join(OUTPUTS)}")
-        if not dicom_seg:
+    def from_pipeline(cls, pipeline: Pipeline, options: OutputOptions | None = None) -> OutputPlan:
+        """The plan for ``options`` (default: all defaults) run with ``pipeline``."""
+        options = options or OutputOptions()
+        if options.outputs is None:
+            # The pipeline's list, checked as a user's list would be (--mrb needs its scene).
+            options = replace(options, outputs=pipeline.outputs)
+        chosen = tuple(options.outputs)
+        if not options.dicom_seg:
             chosen = tuple(o for o in chosen if o != "dicom_seg")
         if "scene" in chosen and "image" not in chosen:
             chosen = ("image", *chosen)  # a scene without its image shows nothing useful
-        if mrb and "scene" not in chosen:
-            raise InputError("--mrb packs the scene; the scene output is not selected")
-        return cls(outputs=chosen, mrb=mrb)
+        return cls(outputs=chosen, mrb=options.mrb, mesh_format=options.mesh_format)
 
     def for_input(self, *, is_dicom: bool) -> OutputPlan:
         """Drop the DICOM SEG for non-DICOM input: it must reference source images."""
@@ -98,20 +93,13 @@ class WrittenOutputs:
 Stage = Callable[[str], AbstractContextManager[None]]
 
 
-def check_mesh_format(fmt: str) -> None:
-    """Refuse a mesh format no writer knows, before any work is done."""
-    if fmt not in MESH_FORMATS:
-        raise InputError(f"mesh format {fmt!r}: choose one of {', '.join(MESH_FORMATS)}")
-
-
 def write_outputs(
-    folder: Path, plan: OutputPlan, image: Volume, seg, *, mesh_format: str, stage: Stage
+    folder: Path, plan: OutputPlan, image: Volume, seg, *, stage: Stage
 ) -> WrittenOutputs:
     """Write every planned output of segmentation ``seg`` of ``image`` into ``folder``."""
     from medrecon.export.colortable import write_color_csv, write_ctbl
     from medrecon.io.nifti import write_nifti
 
-    check_mesh_format(mesh_format)
     out = WrittenOutputs()
     labels: Volume = seg.labels
     table = seg.label_table
@@ -133,7 +121,7 @@ def write_outputs(
     mesh_files: list[tuple[str, Any]] = []
     if "meshes" in plan:
         with stage("meshes"):
-            mesh_files = _write_meshes(folder, labels, table, mesh_format, out)
+            mesh_files = _write_meshes(folder, labels, table, plan.mesh_format.value, out)
     modality = image.meta.modality or seg.pipeline.modality
     if "stats" in plan:
         with stage("stats"):

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medrecon.atomic import atomic_write_json, commit_staging
 from medrecon.errors import InputError, OutputExistsError
 from medrecon.models.ref import ModelRef, as_model_ref
 from medrecon.output_folder import check_replaceable, staging_folder, write_failure
-from medrecon.outputs import OutputPlan, check_mesh_format, write_outputs
+from medrecon.output_options import OutputOptions
+from medrecon.outputs import OutputPlan, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.domain import check_domain
@@ -165,18 +166,6 @@ def _check_paths(source: Path, outdir: Path, overwrite: bool) -> None:
         check_replaceable(outdir)  # --overwrite replaces only a folder medrecon wrote
 
 
-def _move_into_place(tmp: Path, outdir: Path) -> None:
-    """Rename the finished temp folder to ``outdir``; an old ``outdir`` is
-    renamed aside first and deleted only after the new one is in place."""
-    old = None
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.rename(outdir, old)
-    os.rename(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _config(model, segmenter, segmenters) -> tuple[Pipeline, str]:
     """The model's pipeline and how it was given (for run.json), without loading its model."""
     from medrecon.models.resolve import resolve_model
@@ -209,19 +198,19 @@ def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
     return found
 
 
-def _plan(pipe: Pipeline, kind: str, outputs, dicom_seg: bool, mrb: bool) -> OutputPlan:
-    plan = OutputPlan.from_pipeline(pipe, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
+def _plan(pipe: Pipeline, kind: str, options: OutputOptions) -> OutputPlan:
+    plan = OutputPlan.from_pipeline(pipe, options)
     return plan.for_input(is_dicom=kind in ("dicom", "zip"))
 
 
-def _auto_candidates(outputs, dicom_seg: bool, mrb: bool) -> list[str]:
+def _auto_candidates(options: OutputOptions) -> list[str]:
     """The modalities auto can segment; the output options are checked against every
     shipped pipeline first, so a bad option fails before the study is read."""
     from medrecon.pipeline.registry import shipped_pipelines
 
     shipped = shipped_pipelines()
     for candidate in shipped:
-        OutputPlan.from_pipeline(candidate, outputs=outputs, dicom_seg=dicom_seg, mrb=mrb)
+        OutputPlan.from_pipeline(candidate, options)
     return sorted({p.modality for p in shipped})
 
 
@@ -235,10 +224,7 @@ def run_study(
     segmenters=None,
     device: str = "auto",
     series: str | int | None = None,
-    mesh_format: str = "stl",
-    dicom_seg: bool = True,
-    mrb: bool = False,
-    outputs: Sequence[str] | None = None,
+    output_options: OutputOptions | None = None,
     overwrite: bool = False,
     force: bool = False,
     progress: Progress | None = None,
@@ -259,9 +245,8 @@ def run_study(
     is reused when given; ``model`` and ``device`` are then ignored.
     ``segmenters`` (a :class:`~medrecon.models.cache.SegmenterCache`) supplies
     the Segmenter of whichever pipeline is chosen, so a cohort worker loads each
-    model once; ``device`` is then the cache's. ``outputs`` is a subset of
-    :data:`medrecon.pipeline.config.OUTPUTS` (default: the pipeline's list);
-    ``dicom_seg=False`` drops the DICOM SEG. Raises a
+    model once; ``device`` is then the cache's. ``output_options`` says what is
+    written (default: the pipeline's outputs, STL meshes, with the DICOM SEG). Raises a
     :class:`~medrecon.errors.MedreconError` subclass for bad input; nothing is
     left in ``outdir`` then. ``input_label`` is the input as ``run.json`` records
     it, when ``input_path`` is a stand-in (a cohort's folder of links to one study's
@@ -269,7 +254,7 @@ def run_study(
     """
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
-    check_mesh_format(mesh_format)
+    options = output_options or OutputOptions()
     # Before any pipeline, model or study is read: an unwritable location fails in one line.
     with staging_folder(outdir) as tmp:
         started = datetime.now(timezone.utc)
@@ -280,11 +265,11 @@ def run_study(
         auto = segmenter is None and is_auto(ref)
         modalities = None
         if auto:
-            modalities = _auto_candidates(outputs, dicom_seg, mrb)
+            modalities = _auto_candidates(options)
         else:
             # An explicit model is read first: a bad one fails before the study is read.
             config, why = _config(ref, segmenter, segmenters)
-            plan = _plan(config, kind, outputs, dicom_seg, mrb)
+            plan = _plan(config, kind, options)
         with _readable(source, kind) as readable:
             # --force lifts the modality filter: any series may be chosen, with a warning.
             modality = None if auto or force else config.modality
@@ -303,7 +288,7 @@ def run_study(
                 why = auto_choice.reason
                 ref = ref.with_ref(auto_choice.path)
                 config, _ = _config(ref, None, segmenters)
-                plan = _plan(config, kind, outputs, dicom_seg, mrb)
+                plan = _plan(config, kind, options)
             domain = check_domain(volume, config, where=str(source), force=force)
             warnings.extend(domain.warnings)
             with clock.stage("load_model"):
@@ -317,9 +302,7 @@ def run_study(
             for name, seconds in seg.timings.items():
                 clock.timings[f"segment.{name}"] = seconds
             try:
-                written = write_outputs(
-                    tmp, plan, volume, seg, mesh_format=mesh_format, stage=clock.stage
-                )
+                written = write_outputs(tmp, plan, volume, seg, stage=clock.stage)
             except OSError as exc:
                 raise write_failure(outdir, exc) from exc
             warnings.extend(written.warnings)
@@ -342,11 +325,9 @@ def run_study(
         record = run_record(label, volume, chosen, pipe, result, written, started)
         record["input"]["modality_source"] = domain.modality_source
         record["input"]["body_part"] = domain.body_part
-        from medrecon.atomic import atomic_write_json
-
         try:
             atomic_write_json(tmp / RUN_JSON, record)
-            _move_into_place(tmp, outdir)
+            commit_staging(tmp, outdir)  # an old outdir is replaced only now
         except OSError as exc:
             raise write_failure(outdir, exc) from exc
     result.run_json = outdir / RUN_JSON

@@ -16,6 +16,7 @@ import pytest
 
 import medrecon
 from medrecon.errors import InputError, PipelineError
+from medrecon.output_options import OutputOptions
 from medrecon.pipeline.auto import (
     AIR_HU,
     FAT_HU,
@@ -142,7 +143,8 @@ def test_run_study_auto_on_the_real_mr(shared_data, tmp_path):
     from medrecon.run import run_study
 
     source = shared_data / "mr-abdomen" / "mr.nii.gz"
-    result = run_study(source, tmp_path / "out", device="cpu", outputs=("labels",))
+    labels_only = OutputOptions(outputs=("labels",))
+    result = run_study(source, tmp_path / "out", device="cpu", output_options=labels_only)
     assert result.pipeline == "abdomen-mr"
     record = json.loads(result.run_json.read_text())
     assert record["pipeline"]["name"] == "abdomen-mr"

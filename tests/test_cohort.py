@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -21,11 +22,24 @@ import pytest
 from cohort_helpers import BAD, GOOD, build_cohort, hung_study, read_cohort_csv
 
 from medrecon.cli.main import main
-from medrecon.cohort import discover_studies, read_manifest, run_cohort
+from medrecon.cohort import (
+    CohortSpec,
+    EngineSettings,
+    Reporting,
+    StudySettings,
+    discover_studies,
+    read_manifest,
+    run_cohort,
+)
 from medrecon.cohort.studies import sanitise_id, unique_ids
 from medrecon.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _inline(model) -> CohortSpec:
+    """The cohort run in this process (``workers=0``) on the CPU with ``model``."""
+    return CohortSpec(StudySettings(model=model, device="cpu"), EngineSettings(workers=0))
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +175,12 @@ def test_rerun_skips_complete_studies_and_retries_failed(first_run, cohort, ball
     before = {n: (out / n / "run.json").stat().st_mtime_ns for n in GOOD}
     table = read_cohort_csv(out / "cohort.csv")
     events = []
-    result = run_cohort(
-        cohort,
-        out,
-        pipeline=ball_pipeline,
-        workers=0,
-        device="cpu",
-        on_event=events.append,
+    spec = CohortSpec(
+        study=StudySettings(model=ball_pipeline, device="cpu"),
+        engine=EngineSettings(workers=0),
+        reporting=Reporting(on_event=events.append),
     )
+    result = run_cohort(cohort, out, spec)
     assert {e.study for e in events if e.kind == "skip"} == set(GOOD)
     assert {e.study for e in events if e.kind == "start"} == set(BAD)
     assert before == {n: (out / n / "run.json").stat().st_mtime_ns for n in GOOD}
@@ -185,9 +197,11 @@ def test_killed_worker_fails_the_attempt_and_the_study_is_retried(cohort, ball_p
 
     kill_first, killed = kill_worker_on_start("ct-lps")
 
-    result = run_cohort(
-        cohort, tmp_path / "out", pipeline=ball_pipeline, device="cpu", on_event=kill_first
+    spec = CohortSpec(
+        study=StudySettings(model=ball_pipeline, device="cpu"),
+        reporting=Reporting(on_event=kill_first),
     )
+    result = run_cohort(cohort, tmp_path / "out", spec)
     record = next(r for r in result.records if r.study == "ct-lps")
     assert killed and record.status == "complete" and record.attempts == 2
     assert int(record.worker.rsplit(":", 1)[1]) != killed[0]
@@ -215,7 +229,7 @@ def test_killed_batch_restarted_finishes_without_redoing(cohort, ball_pipeline, 
         os.kill(worker_pid, 0)
     first = (out / GOOD[0] / "run.json").stat().st_mtime_ns
     done_before = {n for n in GOOD if (out / n / "run.json").exists()}
-    result = run_cohort(cohort, out, pipeline=ball_pipeline, device="cpu")
+    result = run_cohort(cohort, out, CohortSpec(StudySettings(model=ball_pipeline, device="cpu")))
     assert {r.study for r in result.complete} == set(GOOD)
     assert {r.study for r in result.records if r.resumed} == done_before
     assert (out / GOOD[0] / "run.json").stat().st_mtime_ns == first
@@ -229,7 +243,7 @@ def test_second_batch_on_the_same_outdir_is_refused(cohort, ball_pipeline, tmp_p
     out = tmp_path / "out"
     out.mkdir()
     with cohort_lock(out), pytest.raises(InputError, match="being written by another"):
-        run_cohort(cohort, out, pipeline=ball_pipeline, workers=0)
+        run_cohort(cohort, out, CohortSpec(StudySettings(ball_pipeline), EngineSettings(workers=0)))
 
 
 def test_manifest_cohort_keeps_its_columns_and_per_study_options(cohort, ball_pipeline, tmp_path):
@@ -241,7 +255,7 @@ def test_manifest_cohort_keeps_its_columns_and_per_study_options(cohort, ball_pi
         "C,missing-folder,,case,z\n"
     )
     out = tmp_path / "out"
-    result = run_cohort(manifest, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    result = run_cohort(manifest, out, _inline(ball_pipeline))
     rows = read_cohort_csv(out / "cohort.csv")
     assert list(rows) == ["A_1", "B_2", "C"]
     assert [rows[s]["group"] for s in rows] == ["control", "case", "case"]
@@ -290,7 +304,7 @@ def test_split_dicom_studies_run_through_links(shared_data, ball_pipeline, tmp_p
         for f in files:
             f.rename(flat / f"{n}_{f.name}")
     out = tmp_path / "out"
-    result = run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    result = run_cohort(flat, out, _inline(ball_pipeline))
     assert result.ok and len(result.records) == 2
     rows = read_cohort_csv(out / "cohort.csv")
     assert all(r["input_kind"] == "dicom" and r["input"] == str(flat) for r in rows.values())
@@ -306,11 +320,10 @@ def test_force_redoes_complete_studies(cohort, ball_pipeline, tmp_path):
     manifest = tmp_path / "one.json"
     manifest.write_text(json.dumps([{"study_id": "one", "path": str(cohort / "ct-ras")}]))
     out = tmp_path / "out"
-    run_cohort(manifest, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    run_cohort(manifest, out, _inline(ball_pipeline))
     first = (out / "one" / "run.json").stat().st_mtime_ns
-    (result,) = run_cohort(
-        manifest, out, pipeline=ball_pipeline, workers=0, device="cpu", force=True
-    ).records
+    spec = replace(_inline(ball_pipeline), force=True)
+    (result,) = run_cohort(manifest, out, spec).records
     assert not result.resumed and result.attempts == 1
     assert (out / "one" / "run.json").stat().st_mtime_ns != first
 
@@ -328,6 +341,7 @@ def test_auto_worker_loads_each_pipeline_once(shared_data, tmp_path):
 
     from medrecon.cohort.studies import Study
     from medrecon.cohort.worker import StudyWorker, WorkerSpec
+    from medrecon.output_options import OutputOptions
 
     array, affine = ct_block(shared_data)
     ct = tmp_path / "in" / "ct.nii.gz"
@@ -336,9 +350,10 @@ def test_auto_worker_loads_each_pipeline_once(shared_data, tmp_path):
     mr_img = nib.load(shared_data / "mr-abdomen" / "mr.nii.gz")
     mr = tmp_path / "in" / "mr.nii.gz"
     nib.save(mr_img.slicer[30:78, 25:65, :], mr)  # a smaller block: a quick network pass
-    spec = WorkerSpec(
-        pipeline="auto", outdir=tmp_path / "out", device="cpu", run_options={"outputs": ["labels"]}
+    settings = StudySettings(
+        model="auto", device="cpu", output_options=OutputOptions(outputs=["labels"])
     )
+    spec = WorkerSpec(study=settings, outdir=tmp_path / "out")
     worker = StudyWorker(spec)
     assert len(worker.segmenters) == 0  # auto loads nothing until a study needs it
     studies = [Study(id=i, path=p, source=str(p)) for i, p in (("a", ct), ("b", mr), ("c", ct))]
@@ -354,7 +369,7 @@ def test_auto_cohort_starts_without_loading_a_model(tmp_path):
     pipeline's label columns, and a study with no image fails as an input error."""
     (tmp_path / "in" / "empty").mkdir(parents=True)
     out = tmp_path / "out"
-    result = run_cohort(tmp_path / "in", out, workers=0, device="cpu")
+    result = run_cohort(tmp_path / "in", out, _inline(None))
     (record,) = result.failed
     assert "NoImageError" in record.error and not record.retryable
     header = (out / "cohort.csv").read_text().splitlines()[0].split(",")
@@ -387,9 +402,11 @@ def test_a_hung_study_is_killed_at_its_timeout_and_the_rest_go_on(cohort, ball_p
     manifest.write_text(json.dumps(rows))
     out = tmp_path / "out"
     t0 = time.monotonic()
-    first, stuck, last = run_cohort(
-        manifest, out, pipeline=ball_pipeline, device="cpu", timeout=8, retries=0
-    ).records
+    spec = CohortSpec(
+        study=StudySettings(model=ball_pipeline, device="cpu"),
+        engine=EngineSettings(timeout=8, retries=0),
+    )
+    first, stuck, last = run_cohort(manifest, out, spec).records
     assert stuck.status == "failed" and "timed out after 8 s" in stuck.error
     assert "timed out after 8 s" in (out / "hung" / "error.txt").read_text()
     assert first.status == last.status == "complete"

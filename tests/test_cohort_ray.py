@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from cohort_helpers import BAD, GOOD, build_cohort, hung_study, read_cohort_csv
 
-from medrecon.cohort import run_cohort
+from medrecon.cohort import CohortSpec, EngineSettings, Reporting, StudySettings, run_cohort
 
 ray = pytest.importorskip("ray")
 
@@ -45,7 +45,8 @@ def cohort(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_out(cohort, ball_pipeline, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ray-cohort-local") / "out"
-    run_cohort(cohort, out, pipeline=ball_pipeline, workers=0, device="cpu", retries=0)
+    study = StudySettings(model=ball_pipeline, device="cpu")
+    run_cohort(cohort, out, CohortSpec(study, EngineSettings(workers=0, retries=0)))
     return out
 
 
@@ -53,9 +54,9 @@ def test_ray_gives_the_same_outputs_as_the_local_engine(
     local_ray, cohort, local_out, ball_pipeline, tmp_path
 ):
     out = tmp_path / "ray"
-    result = run_cohort(
-        cohort, out, pipeline=ball_pipeline, engine="ray", workers=2, device="cpu", retries=1
-    )
+    study = StudySettings(model=ball_pipeline, device="cpu")
+    engine = EngineSettings(kind="ray", workers=2, retries=1)
+    result = run_cohort(cohort, out, CohortSpec(study, engine))
     assert result.n_workers == 2
     assert {r.study for r in result.complete} == set(GOOD + REAL)
     assert {r.study for r in result.failed} == set(BAD)
@@ -85,15 +86,12 @@ def test_killed_ray_worker_study_is_retried_and_completes(
 
     kill_first, killed = kill_worker_on_start("ct-lps")
 
-    result = run_cohort(
-        cohort,
-        tmp_path / "out",
-        pipeline=ball_pipeline,
-        engine="ray",
-        workers=1,
-        device="cpu",
-        on_event=kill_first,
+    spec = CohortSpec(
+        study=StudySettings(model=ball_pipeline, device="cpu"),
+        engine=EngineSettings(kind="ray", workers=1),
+        reporting=Reporting(on_event=kill_first),
     )
+    result = run_cohort(cohort, tmp_path / "out", spec)
     record = next(r for r in result.records if r.study == "ct-lps")
     assert killed and record.status == "complete" and record.attempts == 2
     assert int(record.worker.rsplit(":", 1)[1]) != killed[0]
@@ -108,16 +106,11 @@ def test_ray_hung_study_is_killed_at_its_timeout_and_the_rest_go_on(
     manifest = tmp_path / "m.json"
     hung = hung_study(tmp_path / "hung")
     manifest.write_text(json.dumps([{"path": str(hung)}, {"path": str(cohort / "ct-ras")}]))
-    stuck, fast = run_cohort(
-        manifest,
-        tmp_path / "out",
-        pipeline=ball_pipeline,
-        engine="ray",
-        workers=1,
-        device="cpu",
-        timeout=8,
-        retries=0,
-    ).records
+    spec = CohortSpec(
+        study=StudySettings(model=ball_pipeline, device="cpu"),
+        engine=EngineSettings(kind="ray", workers=1, timeout=8, retries=0),
+    )
+    stuck, fast = run_cohort(manifest, tmp_path / "out", spec).records
     assert stuck.status == "failed" and "timed out after 8 s" in stuck.error
     assert (tmp_path / "out" / "hung" / "error.txt").is_file()
     assert fast.status == "complete" and fast.worker != stuck.worker  # on the new actor

@@ -255,9 +255,18 @@ def test_run_on_a_deidentified_study_writes_every_output(tmp_path):
 def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_pipeline, tmp_path):
     """A flat folder of files without StudyInstanceUID is one study (split by the study-level
     keys), runs, and a second batch finds it complete under the same ID and series UID."""
+    from dataclasses import replace
+
     from cohort_helpers import ct_block, read_cohort_csv
 
-    from medrecon.cohort import discover_studies, run_cohort
+    from medrecon.cohort import (
+        CohortSpec,
+        EngineSettings,
+        Reporting,
+        StudySettings,
+        discover_studies,
+        run_cohort,
+    )
     from medrecon.io.dicom.write_series import write_ct_series
 
     array, affine = ct_block(shared_data)
@@ -268,13 +277,14 @@ def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_
     assert study.id.startswith("2.25.") and len(study.files) == array.shape[2]
     assert [s.id for s in discover_studies(flat)] == [study.id]
     out = tmp_path / "out"
-    first = run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu")
+    inline = CohortSpec(StudySettings(model=ball_pipeline, device="cpu"), EngineSettings(workers=0))
+    first = run_cohort(flat, out, inline)
     assert first.ok, [r.error for r in first.records]
     rows = read_cohort_csv(out / "cohort.csv")
     assert rows[study.id]["status"] == "complete"
     assert rows[study.id]["series_uid"].startswith("2.25.")
     events = []
-    run_cohort(flat, out, pipeline=ball_pipeline, workers=0, device="cpu", on_event=events.append)
+    run_cohort(flat, out, replace(inline, reporting=Reporting(on_event=events.append)))
     assert [e.study for e in events if e.kind == "skip"] == [study.id]
     assert (
         read_cohort_csv(out / "cohort.csv")[study.id]["series_uid"] == rows[study.id]["series_uid"]

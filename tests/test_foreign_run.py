@@ -18,7 +18,7 @@ import pytest
 from bundle_helpers import METADATA, make_bundle, phantom
 
 from medrecon.cli.main import main
-from medrecon.cohort import run_cohort
+from medrecon.cohort import CohortSpec, EngineSettings, StudySettings, run_cohort
 from medrecon.io.nifti import write_nifti
 from medrecon.models.ref import ModelRef
 from medrecon.run import run_study
@@ -104,7 +104,8 @@ def test_a_cohort_runs_a_bundle_loaded_once_per_worker(
         (studies / name).mkdir(parents=True)
         (studies / name / "image.nii.gz").write_bytes(source.read_bytes())
     ref = ModelRef(str(bundle), trust=True)
-    result = run_cohort(studies, tmp_path / "out", model=ref, engine=engine, workers=1)
+    spec = CohortSpec(StudySettings(model=ref), EngineSettings(kind=engine, workers=1))
+    result = run_cohort(studies, tmp_path / "out", spec)
     assert result.ok and len(result.complete) == 2
     for name in ("a", "b"):
         labels = nib.load(tmp_path / "out" / name / "labels.nii.gz")
@@ -197,7 +198,8 @@ def test_a_cohort_runs_an_nnunet_folder(nnunet_folder, ct_crop, tmp_path) -> Non
         (studies / name).mkdir(parents=True)
         (studies / name / "ct.nii.gz").write_bytes(ct_crop.read_bytes())
     ref = ModelRef(str(nnunet_folder), folds=(0,), tta=False)
-    result = run_cohort(studies, tmp_path / "out", model=ref, workers=1)
+    spec = CohortSpec(StudySettings(model=ref), EngineSettings(workers=1))
+    result = run_cohort(studies, tmp_path / "out", spec)
     assert result.ok and len(result.complete) == 2
     first = np.asarray(nib.load(tmp_path / "out" / "a" / "labels.nii.gz").dataobj)
     second = np.asarray(nib.load(tmp_path / "out" / "b" / "labels.nii.gz").dataobj)

@@ -21,9 +21,13 @@ from medrecon.cli.main import main
 from medrecon.errors import InputError, NoImageError, OutputExistsError
 from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.io.nifti import write_nifti
+from medrecon.output_options import OutputOptions
 from medrecon.pipeline.config import OUTPUTS
 from medrecon.run import is_complete, run_study
 from medrecon.volume import Volume
+
+#: Every output (the test pipeline lists only labels and stats).
+EVERY = OutputOptions(outputs=OUTPUTS)
 
 EVERY_FILE = {
     "image.nii.gz",
@@ -70,7 +74,7 @@ def full_run(study, ball_pipeline, tmp_path_factory):
         out,
         pipeline=ball_pipeline,
         device="cpu",
-        outputs=OUTPUTS,  # the test pipeline lists only labels and stats
+        output_options=EVERY,  # the test pipeline lists only labels and stats
         progress=lambda stage, seconds: stages.append((stage, seconds)),
     )
     return result, out, stages
@@ -210,7 +214,7 @@ def test_nifti_input_writes_no_dicom_seg(ball_pipeline, tmp_path):
         Volume(image, _affine((-2.0, -2.0, 2.0), (0, 0, 0))), tmp_path / "c.nii.gz"
     )
     out = tmp_path / "out"
-    result = run_study(source, out, pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS)
+    result = run_study(source, out, pipeline=ball_pipeline, device="cpu", output_options=EVERY)
     record = json.loads(result.run_json.read_text())
     assert record["input"]["kind"] == "nifti"
     assert "seg.dcm" not in record["outputs"]
@@ -224,7 +228,7 @@ def test_zip_input_and_output_inside_input_refused(study, ball_pipeline, tmp_pat
         for path in (folder / "s2").iterdir():
             zf.write(path, f"series/{path.name}")
     result = run_study(
-        archive, tmp_path / "zout", pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS
+        archive, tmp_path / "zout", pipeline=ball_pipeline, device="cpu", output_options=EVERY
     )
     assert result.input_kind == "zip"
     assert (tmp_path / "zout" / "seg.dcm").is_file()
@@ -264,7 +268,8 @@ def test_same_anatomy_as_ras_lps_and_permuted_input_gives_the_same_mesh(ball_pip
             Volume(np.ascontiguousarray(array), affine), tmp_path / f"{name}.nii.gz"
         )
         out = tmp_path / name
-        run_study(source, out, pipeline=ball_pipeline, device="cpu", outputs=("labels", "meshes"))
+        options = OutputOptions(outputs=("labels", "meshes"))
+        run_study(source, out, pipeline=ball_pipeline, device="cpu", output_options=options)
         maps[name] = np.asarray(nib.load(out / "labels.nii.gz").dataobj)
         points = _mesh_points(out / "meshes" / "ball.stl")
         bounds[name] = np.concatenate([points.min(axis=0), points.max(axis=0)])
@@ -284,7 +289,12 @@ def test_same_anatomy_as_ras_lps_and_permuted_input_gives_the_same_mesh(ball_pip
 
 def test_bad_mesh_format_is_refused_before_any_work(study, tmp_path):
     with pytest.raises(InputError, match="mesh format 'fbx'"):
-        run_study(study[0], tmp_path / "o", pipeline="no-such-pipeline", mesh_format="fbx")
+        run_study(
+            study[0],
+            tmp_path / "o",
+            pipeline="no-such-pipeline",
+            output_options=OutputOptions(mesh_format="fbx"),
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -22,6 +22,7 @@ from medrecon.export.colortable import write_color_csv
 from medrecon.export.scene import write_mrb
 from medrecon.export.segnrrd import read_seg_nrrd
 from medrecon.io.nifti import write_nifti
+from medrecon.output_options import OutputOptions
 from medrecon.pipeline.config import OUTPUTS
 from medrecon.pipeline.parse import read_pipeline_file
 from medrecon.run import run_study
@@ -159,8 +160,9 @@ def test_slicer_opens_a_medrecon_run(slicer_python, request, tmp_path):
     source = oblique(Volume(image, np.diag([-2.0, -1.8, 2.2, 1.0])), degrees=20.0)
     write_nifti(source, tmp_path / "ct.nii.gz")
     out = tmp_path / "out"
+    every = OutputOptions(outputs=OUTPUTS, mrb=True)
     run_study(
-        tmp_path / "ct.nii.gz", out, pipeline=ball_pipeline, device="cpu", outputs=OUTPUTS, mrb=True
+        tmp_path / "ct.nii.gz", out, pipeline=ball_pipeline, device="cpu", output_options=every
     )
     labels = read_pipeline_file(ball_pipeline).labels
     rows = [

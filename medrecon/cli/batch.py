@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from medrecon.cli.model_options import add_model_options, model_ref
-from medrecon.cli.run import add_output_options, output_list
+from medrecon.cli.output_options import add_output_options, output_options
 
-__all__ = ["add_parser", "main", "run"]
+__all__ = ["add_parser", "cohort_spec", "main", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,31 +73,36 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def cohort_spec(args: argparse.Namespace):
+    """The :class:`~medrecon.cohort.spec.CohortSpec` the options name (checked)."""
+    from medrecon.cohort.spec import CohortSpec, EngineSettings, Reporting, StudySettings
+
+    return CohortSpec(
+        study=StudySettings(
+            model=model_ref(args),
+            device=args.device,
+            force_domain=args.force_domain,
+            output_options=output_options(args),
+        ),
+        engine=EngineSettings(
+            kind=args.engine,
+            workers=args.workers,
+            address=args.address,
+            gpus_per_study=args.gpus_per_study,
+            retries=args.retries,
+            threads=args.threads,
+            timeout=args.timeout,
+        ),
+        reporting=Reporting(progress=not args.no_progress),
+        force=args.force,
+        layout=args.layout,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from medrecon.cohort import run_cohort
 
-    outputs = output_list(args.outputs)
-    result = run_cohort(
-        args.input,
-        args.output,
-        model=model_ref(args),
-        engine=args.engine,
-        workers=args.workers,
-        address=args.address,
-        gpus_per_study=args.gpus_per_study,
-        retries=args.retries,
-        threads=args.threads,
-        timeout=args.timeout,
-        force=args.force,
-        device=args.device,
-        layout=args.layout,
-        mesh_format=args.mesh_format,
-        dicom_seg=not args.no_dicom_seg,
-        mrb=args.mrb,
-        outputs=outputs,
-        force_domain=args.force_domain,
-        progress=not args.no_progress,
-    )
+    result = run_cohort(args.input, args.output, cohort_spec(args))
     resumed = sum(1 for r in result.records if r.resumed)
     print(
         f"{result.outdir}: {len(result.complete)} complete ({resumed} from an earlier run), "

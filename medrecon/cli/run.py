@@ -11,29 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from medrecon.cli.model_options import add_model_options, model_ref
-from medrecon.outputs import MESH_FORMATS
+from medrecon.cli.output_options import add_output_options, output_options
 from medrecon.progress import StageProgress
 
-__all__ = ["add_output_options", "add_parser", "main", "output_list", "run"]
-
-
-def add_output_options(p: argparse.ArgumentParser, *, mrb_help: str) -> None:
-    """The device and output switches ``run`` and ``batch`` share."""
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--mesh-format", default="stl", choices=MESH_FORMATS, help="surface mesh format")
-    p.add_argument("--no-dicom-seg", action="store_true", help="do not write seg.dcm")
-    p.add_argument("--mrb", action="store_true", help=mrb_help)
-    p.add_argument(
-        "--outputs",
-        default=None,
-        help="comma-separated subset of: image, labels, seg_nrrd, meshes, scene, dicom_seg, "
-        "stats, preview (default: the pipeline's list)",
-    )
-
-
-def output_list(text: str | None) -> list[str] | None:
-    """``"labels, stats"`` -> ``["labels", "stats"]``; None stays None (the pipeline's list)."""
-    return [o.strip() for o in text.split(",") if o.strip()] if text else None
+__all__ = ["add_parser", "main", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -69,7 +50,7 @@ _progress = StageProgress()
 def run(args: argparse.Namespace) -> int:
     from medrecon.run import run_study
 
-    outputs = output_list(args.outputs)
+    options = output_options(args)  # checked before anything is printed or read
     if not args.no_progress:
         print(f"medrecon run: {args.input} -> {args.output}", file=sys.stderr, flush=True)
     result = run_study(
@@ -78,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
         model=model_ref(args),
         device=args.device,
         series=args.series,
-        mesh_format=args.mesh_format,
-        dicom_seg=not args.no_dicom_seg,
-        mrb=args.mrb,
-        outputs=outputs,
+        output_options=options,
         overwrite=args.overwrite,
         force=args.force,
         progress=None if args.no_progress else _progress,

@@ -19,10 +19,11 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from medrecon.cohort.state import StudyRecord, lost_attempt
+from medrecon.cohort.engine import Slot, SlotEngine
+from medrecon.cohort.state import StudyRecord
 from medrecon.cohort.studies import Study
 from medrecon.cohort.worker import StudyWorker, WorkerSpec, worker_name
 from medrecon.errors import InferenceError
@@ -30,8 +31,6 @@ from medrecon.errors import InferenceError
 __all__ = ["InlineEngine", "LocalEngine", "cpu_count"]
 
 logger = logging.getLogger(__name__)
-
-_START_TIMEOUT_S = 600.0  # loading torch and a model on a busy machine can take a while
 
 
 def cpu_count() -> int:
@@ -71,13 +70,14 @@ def _worker_main(conn, spec: WorkerSpec, parent_pid: int) -> None:
 
 
 @dataclass
-class _Slot:
-    process: Any
-    conn: Any
-    name: str = ""
-    ready: bool = False
-    task: tuple[Study, int] | None = None
-    started: float = field(default_factory=time.perf_counter)
+class _ProcessSlot(Slot):
+    """A worker process (``handle``) and the driver's end of its pipe."""
+
+    conn: Any = None
+
+    @property
+    def process(self):
+        return self.handle
 
 
 def _death(process) -> str:
@@ -90,71 +90,34 @@ def _death(process) -> str:
     return f"exit code {code}"
 
 
-class LocalEngine:
+class LocalEngine(SlotEngine):
     """``workers`` processes, each a :class:`StudyWorker`. A study still running
     after ``study_timeout`` seconds has its worker killed (a hung decoder, a
     stuck file system): that attempt fails like a crash."""
 
+    start_timeout_s = 600.0  # loading torch and a model on a busy machine can take a while
+
     def __init__(self, spec: WorkerSpec, workers: int, study_timeout: float | None = None) -> None:
         import multiprocessing
 
-        self.spec = spec
+        super().__init__(spec, study_timeout)
         self.workers = max(1, workers)
-        self.study_timeout = study_timeout
         self._ctx = multiprocessing.get_context("spawn")
-        self._slots: list[_Slot] = []
-        self._start_failures = 0
 
-    def _spawn(self) -> _Slot:
+    def _new_slot(self) -> _ProcessSlot:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main, args=(child, self.spec, os.getpid()), daemon=True
         )
         process.start()
         child.close()
-        return _Slot(process, parent)
+        return _ProcessSlot(process, conn=parent)
 
     def start(self, n_studies: int | None = None) -> None:
-        self._slots = [self._spawn() for _ in range(self.workers)]
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not all(s.ready for s in self._slots):
-            if time.monotonic() > deadline:
-                raise InferenceError("cohort workers did not start within 10 minutes")
-            self._poll(1.0)
+        self._start_slots(self.workers, "cohort workers")
 
-    @property
-    def n_workers(self) -> int:
-        return self.workers
-
-    @property
-    def idle(self) -> int:
-        return sum(1 for s in self._slots if s.ready and s.task is None)
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for s in self._slots if s.task is not None)
-
-    def submit(self, study: Study, attempt: int) -> str:
-        """Hand ``study`` to an idle worker; returns the worker's ``host:pid``."""
-        slot = next(s for s in self._slots if s.ready and s.task is None)
-        slot.task = (study, attempt)
-        slot.started = time.perf_counter()
+    def _send(self, slot: _ProcessSlot, study: Study, attempt: int) -> None:
         slot.conn.send((study, attempt))
-        return slot.name
-
-    def wait(self, timeout: float) -> list[StudyRecord]:
-        """Records of the attempts that ended within ``timeout`` seconds."""
-        return self._poll(timeout) + self._expire()
-
-    def _expire(self) -> list[StudyRecord]:
-        if self.study_timeout is None:
-            return []
-        now, out = time.perf_counter(), []
-        for slot in list(self._slots):
-            if slot.task is not None and now - slot.started > self.study_timeout:
-                slot.process.kill()
-                out.extend(self._replace(slot, f"timed out after {self.study_timeout:g} s"))
-        return out
 
     def _poll(self, timeout: float) -> list[StudyRecord]:
         from multiprocessing.connection import wait
@@ -179,7 +142,7 @@ class LocalEngine:
             finished.extend(self._replace(slot))
         return finished
 
-    def _message(self, slot: _Slot, message) -> list[StudyRecord]:
+    def _message(self, slot: _ProcessSlot, message) -> list[StudyRecord]:
         kind = message[0]
         if kind == "init_error":
             self.close()
@@ -193,22 +156,20 @@ class LocalEngine:
         slot.task = None
         return [message[1]]
 
-    def _replace(self, slot: _Slot, reason: str | None = None) -> list[StudyRecord]:
-        """A worker died: its study's attempt failed; start a new worker in its place."""
+    def _retire(self, slot: _ProcessSlot, cause: Any, timed_out: bool) -> str:
+        if timed_out:
+            slot.process.kill()
         slot.process.join(5)
-        how = reason or _death(slot.process)
+        how = cause or _death(slot.process)
         logger.warning("worker %s died (%s)", slot.name or slot.process.pid, how)
         slot.conn.close()
-        if not slot.ready:
-            self._start_failures += 1
-            if self._start_failures > 3:
-                self.close()
-                raise InferenceError(f"cohort workers keep dying while loading the model ({how})")
-        self._slots[self._slots.index(slot)] = self._spawn()
-        name = slot.name or str(slot.process.pid)
-        return lost_attempt(
-            slot.task, slot.name, slot.started, f"worker process {name} died ({how})"
-        )
+        return how
+
+    def _lost_error(self, slot: _ProcessSlot, reason: str) -> str:
+        return f"worker process {slot.name or slot.process.pid} died ({reason})"
+
+    def _start_error(self, reason: str, cause: Any) -> str:
+        return f"cohort workers keep dying while loading the model ({reason})"
 
     def close(self) -> None:
         """Stop every worker: ask politely, then terminate what is left."""

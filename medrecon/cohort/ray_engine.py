@@ -17,20 +17,18 @@ Ray is imported only here, inside functions: it is the optional extra
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from medrecon.cohort.state import StudyRecord, lost_attempt
+from medrecon.cohort.engine import Slot, SlotEngine
+from medrecon.cohort.state import StudyRecord
 from medrecon.cohort.studies import Study
 from medrecon.cohort.worker import StudyWorker, WorkerSpec
-from medrecon.errors import InferenceError, InputError
+from medrecon.errors import InputError
 
 __all__ = ["RayEngine", "StudyActor"]
 
 logger = logging.getLogger(__name__)
-
-_START_TIMEOUT_S = 900.0
 
 
 class StudyActor:
@@ -57,23 +55,22 @@ def _import_ray():
 
 
 @dataclass
-class _Actor:
-    handle: Any
-    ready_ref: Any
-    name: str = ""
-    ready: bool = False
-    task: tuple[Study, int] | None = None
+class _ActorSlot(Slot):
+    """An actor (``handle``), its start-up result and the result of the study it runs."""
+
+    ready_ref: Any = None
     task_ref: Any = None
-    started: float = field(default_factory=time.perf_counter)
 
 
-class RayEngine:
+class RayEngine(SlotEngine):
     """``workers`` actors on a Ray cluster (a local one unless ``address`` is given).
 
     ``workers=None`` fills the cluster: one actor per ``gpus_per_study`` GPU
     share when that is set, else one per ``cpus_per_worker`` CPUs.
     ``gpus_per_study=None`` means 0.5 when the cluster has GPUs, else 0.
     """
+
+    start_timeout_s = 900.0
 
     def __init__(
         self,
@@ -85,15 +82,12 @@ class RayEngine:
         cpus_per_worker: float = 1.0,
         study_timeout: float | None = None,
     ) -> None:
-        self.spec = spec
-        self.study_timeout = study_timeout
+        super().__init__(spec, study_timeout)
         self.address = address
         self.requested = workers
         self.gpus_per_study = gpus_per_study
         self.cpus_per_worker = cpus_per_worker
-        self._actors: list[_Actor] = []
         self._owns_ray = False
-        self._start_failures = 0
         self._actor_cls = None
 
     def _plan(self, ray, n_studies: int) -> int:
@@ -131,53 +125,19 @@ class RayEngine:
         logger.info(
             "Ray: %d actor(s), %g CPU and %g GPU each", n, self.cpus_per_worker, self.gpus_per_study
         )
-        self._actors = [self._new_actor() for _ in range(n)]
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not all(a.ready for a in self._actors):
-            if time.monotonic() > deadline:
-                raise InferenceError("Ray actors did not start within 15 minutes")
-            self._poll(1.0)
+        self._start_slots(n, "Ray actors")
 
-    def _new_actor(self) -> _Actor:
+    def _new_slot(self) -> _ActorSlot:
         handle = self._actor_cls.remote(self.spec)
-        return _Actor(handle, handle.info.remote())
+        return _ActorSlot(handle, ready_ref=handle.info.remote())
 
-    @property
-    def n_workers(self) -> int:
-        return len(self._actors)
-
-    @property
-    def idle(self) -> int:
-        return sum(1 for a in self._actors if a.ready and a.task is None)
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for a in self._actors if a.task is not None)
-
-    def submit(self, study: Study, attempt: int) -> str:
-        actor = next(a for a in self._actors if a.ready and a.task is None)
-        actor.task = (study, attempt)
-        actor.started = time.perf_counter()
-        actor.task_ref = actor.handle.process.remote(study, attempt)
-        return actor.name
-
-    def wait(self, timeout: float) -> list[StudyRecord]:
-        return self._poll(timeout) + self._expire()
-
-    def _expire(self) -> list[StudyRecord]:
-        """Kill the actors whose study ran past ``study_timeout``; those attempts fail."""
-        if self.study_timeout is None:
-            return []
-        now, out = time.perf_counter(), []
-        for actor in list(self._actors):
-            if actor.task is not None and now - actor.started > self.study_timeout:
-                out.extend(self._replace(actor, f"timed out after {self.study_timeout:g} s"))
-        return out
+    def _send(self, slot: _ActorSlot, study: Study, attempt: int) -> None:
+        slot.task_ref = slot.handle.process.remote(study, attempt)
 
     def _poll(self, timeout: float) -> list[StudyRecord]:
         ray = _import_ray()
         refs = {}
-        for actor in self._actors:
+        for actor in self._slots:
             ref = actor.task_ref if actor.ready else actor.ready_ref
             if ref is not None:
                 refs[ref] = actor
@@ -200,32 +160,34 @@ class RayEngine:
                 logger.info("actor %s ready (model loaded in %.1f s)", value[0], value[1])
         return finished
 
-    def _replace(self, actor: _Actor, exc: Exception | str) -> list[StudyRecord]:
+    def _retire(self, slot: _ActorSlot, cause: Exception | str, timed_out: bool) -> str:
         ray = _import_ray()
-        if isinstance(exc, str):
-            reason = exc
+        if isinstance(cause, str):
+            reason = cause
         else:
-            text = str(exc).strip()
-            reason = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
-        logger.warning("Ray actor %s failed: %s", actor.name or "(starting)", reason)
-        ray.kill(actor.handle, no_restart=True)
-        if not actor.ready:
-            self._start_failures += 1
-            if self._start_failures > 3 or not any(a.ready for a in self._actors):
-                self.close()
-                raise InferenceError(f"Ray actors could not load the pipeline: {exc}")
-        self._actors[self._actors.index(actor)] = self._new_actor()
-        error = f"Ray worker {actor.name} died ({reason})"
-        return lost_attempt(actor.task, actor.name, actor.started, error)
+            text = str(cause).strip()
+            reason = f"{type(cause).__name__}: {text.splitlines()[0][:300] if text else ''}"
+        logger.warning("Ray actor %s failed: %s", slot.name or "(starting)", reason)
+        ray.kill(slot.handle, no_restart=True)  # a timed-out actor too: this is its kill
+        return reason
+
+    def _lost_error(self, slot: _ActorSlot, reason: str) -> str:
+        return f"Ray worker {slot.name} died ({reason})"
+
+    def _hopeless(self) -> bool:
+        return not any(a.ready for a in self._slots)  # no actor could load the pipeline
+
+    def _start_error(self, reason: str, cause: Any) -> str:
+        return f"Ray actors could not load the pipeline: {cause}"
 
     def close(self) -> None:
         ray = _import_ray()
-        for actor in self._actors:
+        for actor in self._slots:
             try:
                 ray.kill(actor.handle, no_restart=True)
             except Exception:  # already gone; closing must not mask the real error
                 logger.debug("actor %s already gone", actor.name)
-        self._actors = []
+        self._slots = []
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False

@@ -5,7 +5,8 @@ The driver decides what to run (studies whose folder is not complete, or all
 with ``force``), hands studies to the engine's workers, re-queues a failed
 attempt up to ``retries`` times (input errors, which would fail the same way
 again, are not retried), writes ``error.txt`` for a study that stays failed and
-keeps ``cohort.csv`` up to date as studies finish. Killing it at any moment
+keeps ``cohort.csv`` up to date as studies finish. What to do comes as one
+:class:`~medrecon.cohort.spec.CohortSpec`. Killing it at any moment
 loses nothing: finished studies are whole folders, unfinished ones leave only
 temporary files, which the next run deletes before it starts.
 """
@@ -16,12 +17,13 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from medrecon.cohort.progress import CohortEvent, ProgressBar
+from medrecon.cohort.spec import CohortSpec, EngineKind, EngineSettings
 from medrecon.cohort.state import (
     COMPLETE,
     FAILED,
@@ -36,16 +38,15 @@ from medrecon.cohort.state import (
 from medrecon.cohort.studies import Study, discover_studies
 from medrecon.cohort.table import COHORT_CSV, write_cohort_csv
 from medrecon.cohort.worker import WorkerSpec
-from medrecon.errors import InputError, PipelineError
+from medrecon.errors import PipelineError
 from medrecon.models.ref import as_model_ref
 from medrecon.pipeline.auto import is_auto
 
-__all__ = ["COHORT_LOG", "ENGINES", "CohortResult", "run_cohort"]
+__all__ = ["COHORT_LOG", "CohortResult", "run_cohort"]
 
 logger = logging.getLogger(__name__)
 journal = logging.getLogger("medrecon.cohort.journal")
 
-ENGINES = ("local", "ray")
 COHORT_LOG = "cohort.log"
 _CSV_EVERY_S = 2.0  # rewrite cohort.csv at most this often while studies finish
 
@@ -111,30 +112,26 @@ def _cohort_labels(model) -> list[str]:
     return list(names)
 
 
-def _make_engine(engine: str, spec: WorkerSpec, workers, address, gpus_per_study, timeout, n_todo):
-    if engine == "ray":
+def _make_engine(settings: EngineSettings, spec: WorkerSpec, n_todo: int):
+    if settings.kind is EngineKind.RAY:
         from medrecon.cohort.ray_engine import RayEngine
 
         return RayEngine(
             spec,
-            workers=workers,
-            address=address,
-            gpus_per_study=gpus_per_study,
-            study_timeout=timeout,
+            workers=settings.workers,
+            address=settings.address,
+            gpus_per_study=settings.gpus_per_study,
+            study_timeout=settings.timeout,
         )
     from medrecon.cohort.local import InlineEngine, LocalEngine, cpu_count
 
-    if address is not None or gpus_per_study is not None:
-        raise InputError("--address and --gpus-per-study apply to --engine ray only")
-    n = 1 if workers is None else workers
+    n = 1 if settings.workers is None else settings.workers
     if n == 0:
-        if timeout is not None:
-            raise InputError("a study timeout needs worker processes (--workers 1 or more)")
         return InlineEngine(spec)
     n = min(n, max(1, n_todo))
     if spec.threads is None:  # share the CPUs, not oversubscribe them
         spec = replace(spec, threads=max(1, cpu_count() // n))
-    return LocalEngine(spec, n, study_timeout=timeout)
+    return LocalEngine(spec, n, study_timeout=settings.timeout)
 
 
 class _LogFile:
@@ -169,84 +166,42 @@ class _LogFile:
 def run_cohort(
     input_path: str | os.PathLike[str] | Sequence[Study],
     outdir: str | os.PathLike[str],
-    *,
-    model: Any = None,
-    pipeline: Any = None,
-    engine: str = "local",
-    workers: int | None = None,
-    address: str | None = None,
-    gpus_per_study: float | None = None,
-    retries: int = 2,
-    threads: int | None = None,
-    timeout: float | None = None,
-    force: bool = False,
-    device: str = "auto",
-    layout: str = "auto",
-    mesh_format: str = "stl",
-    dicom_seg: bool = True,
-    mrb: bool = False,
-    outputs: Sequence[str] | None = None,
-    force_domain: bool = False,
-    progress: bool = False,
-    log_file: bool = True,
-    on_event: Callable[[CohortEvent], None] | None = None,
+    spec: CohortSpec | None = None,
 ) -> CohortResult:
     """Run every study under ``input_path`` into ``outdir/<study>/``.
 
     ``input_path``: a folder of study folders, a DICOM folder (split by
     StudyInstanceUID), a CSV/JSON manifest, or a list of :class:`Study`.
-    ``model`` (or its older name ``pipeline``): ``auto`` (default; each study gets
-    the shipped pipeline for its modality, see :func:`medrecon.run.run_study`), or
-    any model ``--model`` takes (a shipped name, a YAML path, a MONAI bundle or
-    nnU-Net v2 folder, ``totalsegmentator:TASK``, a
-    :class:`~medrecon.models.ref.ModelRef` with its options), or a
-    Pipeline. Each worker loads each model once.
-    ``engine``: ``local`` (``workers`` processes, default 1; 0 = in this process)
-    or ``ray`` (``address`` of a cluster, else a local one; ``workers`` actors,
-    default: fill the cluster; ``gpus_per_study`` GPU share per actor).
-    A study already complete in ``outdir`` is skipped unless ``force``.
-    ``force_domain`` segments studies of another modality or body part than the
-    pipeline's anyway (``run_study(force=True)``), instead of failing them. A failed
-    attempt is retried up to ``retries`` times. ``threads``: torch threads per worker
-    (default: local, the CPUs shared out; Ray, the actor's CPUs). ``timeout``: seconds
-    after which a study's worker is killed and the attempt failed. ``progress`` draws a bar on
-    stderr; ``log_file`` writes ``outdir/cohort.log``; ``on_event`` hears every step.
+    ``spec`` (default: ``CohortSpec()``, the auto model on one local worker, two
+    retries) says how: ``spec.study`` the model, device and output options every
+    study gets (each worker loads each model once), ``spec.engine`` where they run,
+    ``spec.reporting`` the progress bar, ``cohort.log`` and event callback, and
+    ``spec.force`` redoes studies already complete in ``outdir`` (skipped otherwise).
     """
-    if engine not in ENGINES:
-        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if retries < 0:
-        raise InputError(f"retries must be 0 or more, not {retries}")
-    if timeout is not None and timeout <= 0:
-        raise InputError(f"timeout must be a positive number of seconds, not {timeout}")
-    if threads is not None and threads < 1:
-        raise InputError(f"threads must be 1 or more, not {threads}")
+    spec = spec or CohortSpec()
     t0 = time.perf_counter()
     out = Path(outdir).resolve()
     if isinstance(input_path, str | os.PathLike):
-        studies = discover_studies(Path(input_path).resolve(), layout=layout)
+        studies = discover_studies(Path(input_path).resolve(), layout=spec.layout)
     else:
         studies = list(input_path)
-    ref = as_model_ref(model, pipeline=pipeline)
+    ref = as_model_ref(spec.study.model)
     labels = _cohort_labels(ref)
     out.mkdir(parents=True, exist_ok=True)
-    spec = WorkerSpec(
-        pipeline=_model_ref(ref),
+    worker_spec = WorkerSpec(
+        study=replace(spec.study, model=_model_ref(ref)),
         outdir=out,
-        device=device,
-        threads=threads,
-        run_options={"mesh_format": mesh_format, "dicom_seg": dicom_seg, "mrb": mrb}
-        | ({"force": True} if force_domain else {})
-        | ({"outputs": list(outputs)} if outputs is not None else {}),
+        threads=spec.engine.threads,
     )
-    listeners = [f for f in (on_event, ProgressBar(len(studies)) if progress else None) if f]
-    log_path = out / COHORT_LOG if log_file else None
+    report = spec.reporting
+    bar = ProgressBar(len(studies)) if report.progress else None
+    listeners = [f for f in (report.on_event, bar) if f]
+    log_path = out / COHORT_LOG if report.log_file else None
     with cohort_lock(out), _LogFile(log_path):
         clean_partial(out, [s.id for s in studies])
-        run = _CohortRun(studies, out, labels, listeners, retries)
-        run.resume(force)
-        n_workers = run.execute(
-            lambda n: _make_engine(engine, spec, workers, address, gpus_per_study, timeout, n)
-        )
+        run = _CohortRun(studies, out, labels, listeners, spec.engine.retries)
+        run.resume(spec.force)
+        n_workers = run.execute(lambda n: _make_engine(spec.engine, worker_spec, n))
     records = [run.records[s.id] for s in studies if s.id in run.records]
     result = CohortResult(out, records, out / COHORT_CSV, time.perf_counter() - t0, log_path)
     result.n_workers = n_workers

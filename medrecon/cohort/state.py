@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrecon.atomic import atomic_write_text
+from medrecon.atomic import atomic_write_text, partial_target
 from medrecon.errors import InputError
+from medrecon.run_record import is_complete
 
 __all__ = [
     "COMPLETE",
@@ -33,6 +33,7 @@ __all__ = [
     "clean_attempt",
     "clean_partial",
     "cohort_lock",
+    "links_folder",
     "record_from_outdir",
     "study_complete",
     "write_error",
@@ -46,10 +47,6 @@ ERROR_TXT = "error.txt"
 LOCK_NAME = "cohort.lock"
 #: Private folder of links for studies split out of one DICOM folder.
 STAGING = ".staging"
-
-# run_study's temporary and set-aside folders (.NAME.tmp-XXXX, .NAME.old-PID-NS) and
-# atomic_write_path's temporary files (.STEM.tmp-XXXXXXXX.EXT).
-_PARTIAL = re.compile(r"^\.(.+)\.(?:tmp|old)-[0-9A-Za-z_-]+")
 
 
 @dataclass
@@ -100,10 +97,21 @@ def lost_attempt(task, worker: str, started: float, error: str) -> list[StudyRec
     ]
 
 
-def study_complete(study_dir: Path) -> bool:
-    """True when ``run_study`` finished this folder (see :func:`medrecon.run.is_complete`)."""
-    from medrecon.run_record import is_complete
+def links_folder(outdir: Path, study_id: str, pid: int | None = None) -> Path:
+    """``OUTDIR/.staging/<study>-<pid>``: the private folder of links through which
+    worker ``pid`` (default: this process) reads a split study's files."""
+    return outdir / STAGING / f"{study_id}-{os.getpid() if pid is None else pid}"
 
+
+def _is_links_folder_of(name: str, study_id: str) -> bool:
+    # <id>-<pid>, as links_folder names it; not study <id>-2's (its pid part follows "-2-").
+    head, _, pid = name.rpartition("-")
+    return head == study_id and pid.isdigit()
+
+
+def study_complete(study_dir: Path) -> bool:
+    """True when ``run_study`` finished this folder
+    (:func:`medrecon.run_record.is_complete`)."""
     return is_complete(study_dir)
 
 
@@ -115,9 +123,8 @@ def _stats_volumes(study_dir: Path) -> dict[str, float] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    rows = data
-    if isinstance(data, dict):
-        rows = next((data[k] for k in ("labels", "stats", "structures") if k in data), [])
+    # medrecon.export.stats.write_stats writes {"meta": ..., "units": ..., "labels": rows}.
+    rows = data.get("labels", []) if isinstance(data, dict) else []
     return {
         str(r["name"]): float(r["volume_ml"])
         for r in rows
@@ -172,11 +179,10 @@ def clean_partial(outdir: Path, study_ids: Iterable[str]) -> int:
     removed = 0
     candidates = [outdir / STAGING] if (outdir / STAGING).exists() else []
     for entry in outdir.iterdir():
-        match = _PARTIAL.match(entry.name)
-        if match and match.group(1) in ids | {"cohort"}:
+        if partial_target(entry.name) in ids | {"cohort"}:
             candidates.append(entry)
         elif entry.name in ids and entry.is_dir():
-            candidates.extend(p for p in entry.iterdir() if _PARTIAL.match(p.name))
+            candidates.extend(p for p in entry.iterdir() if partial_target(p.name) is not None)
     for path in candidates:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -192,12 +198,10 @@ def clean_attempt(outdir: Path, study_id: str) -> None:
     """After a failed attempt (a killed worker leaves its temporary folder): remove
     that study's temporary folder(s) and links. A set-aside ``.old-`` result stays
     for the start-of-run clean-up, so a crash mid ``--force`` cannot lose it early."""
-    prefix = f".{study_id}.tmp-"
-    doomed = [p for p in outdir.iterdir() if p.name.startswith(prefix)]
+    doomed = [p for p in outdir.iterdir() if partial_target(p.name, staging_only=True) == study_id]
     staging = outdir / STAGING
     if staging.is_dir():
-        mine = re.compile(re.escape(study_id) + r"-\d+")  # <id>-<pid>; not study <id>-2's
-        doomed += [p for p in staging.iterdir() if mine.fullmatch(p.name)]
+        doomed += [p for p in staging.iterdir() if _is_links_folder_of(p.name, study_id)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError
+from medrecon.output_options import OUTPUT_OPTIONS, OutputOptions
 
 __all__ = [
     "LAYOUTS",
@@ -28,6 +29,7 @@ __all__ = [
     "discover_studies",
     "read_manifest",
     "sanitise_id",
+    "study_output_options",
     "unique_ids",
 ]
 
@@ -35,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 LAYOUTS = ("auto", "folders", "dicom")
 
-#: Per-study ``run_study`` options a manifest may set, with their parsers.
-STUDY_OPTIONS = ("series", "mesh_format", "dicom_seg", "mrb", "outputs")
+#: Per-study options a manifest may set: the series to read, and the output options
+#: (:class:`~medrecon.output_options.OutputOptions`' fields) that differ for this study.
+STUDY_OPTIONS = ("series", *OUTPUT_OPTIONS)
 
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".zip")
 _ID_COLUMNS = ("study_id", "study", "id")
@@ -52,8 +55,8 @@ class Study:
     ``path`` is what ``run_study`` reads. For a study split out of one shared
     DICOM folder, ``files`` lists its files and ``path`` is that folder; the
     worker then reads the files through a private folder of links.
-    ``options`` are per-study ``run_study`` keyword arguments (from a
-    manifest); ``extra`` are the manifest's other columns, copied to cohort.csv.
+    ``options`` are the manifest's per-study :data:`STUDY_OPTIONS` (parsed, only
+    those given); ``extra`` are the manifest's other columns, copied to cohort.csv.
     """
 
     id: str
@@ -221,8 +224,19 @@ def _parse_bool(text: str, where: str) -> bool:
     raise InputError(f"{where}: {text!r} is not yes/no")
 
 
+def study_output_options(base: OutputOptions, study: Study) -> OutputOptions:
+    """``base`` with the output options ``study``'s manifest row sets (checked again:
+    they may clash with the cohort's own, e.g. ``mrb`` and ``--outputs``)."""
+    return base.with_overrides(_output_changes(study.options), where=f"study {study.id}")
+
+
+def _output_changes(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in OUTPUT_OPTIONS}
+
+
 def _options(row: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The manifest's per-study ``run_study`` options; empty cells mean the default."""
+    """The manifest's per-study options; empty cells mean the default. The output
+    options are checked here, so a bad value names its row before any study runs."""
     out: dict[str, Any] = {}
     for key in STUDY_OPTIONS:
         value = row.get(key)
@@ -236,6 +250,7 @@ def _options(row: Mapping[str, Any], where: str) -> dict[str, Any]:
             )
         else:
             out[key] = str(value).strip()
+    OutputOptions().with_overrides(_output_changes(out), where=where)
     return out
 
 

@@ -19,12 +19,12 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from medrecon.cohort.state import COMPLETE, FAILED, STAGING, StudyRecord
-from medrecon.cohort.studies import Study
+from medrecon.cohort.spec import StudySettings
+from medrecon.cohort.state import COMPLETE, FAILED, StudyRecord, links_folder
+from medrecon.cohort.studies import Study, study_output_options
 from medrecon.errors import DicomError, InputError
 
 __all__ = ["WorkerSpec", "StudyWorker", "worker_name"]
@@ -39,17 +39,14 @@ _NOT_RETRYABLE = (InputError, DicomError)
 class WorkerSpec:
     """Everything a worker needs, picklable (it travels to processes and Ray actors).
 
-    ``pipeline`` is the model as a :class:`~medrecon.models.ref.ModelRef`
-    (``auto``: by each study's modality; paths absolute and readable on every worker
-    node) or a Pipeline object; ``run_options`` are ``run_study``
-    keyword arguments shared by all studies (a manifest's per-study options
-    override them).
+    ``study.model`` is a :class:`~medrecon.models.ref.ModelRef` (``auto``: by
+    each study's modality; paths absolute and readable on every worker node) or a
+    Pipeline object; ``study`` holds what every study is run with (a manifest row
+    may change its own output options). ``threads``: torch threads of the worker.
     """
 
-    pipeline: Any
+    study: StudySettings
     outdir: Path
-    device: str = "auto"
-    run_options: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
 
 
@@ -71,7 +68,7 @@ def _link_files(study: Study, folder: Path) -> Path:
 
 
 class StudyWorker:
-    """One worker: its Segmenters (one per pipeline, loaded once) and the run options."""
+    """One worker: its Segmenters (one per pipeline, loaded once) and the study settings."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         from medrecon.models.cache import SegmenterCache
@@ -82,10 +79,10 @@ class StudyWorker:
 
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.segmenters = SegmenterCache(device=spec.device)
+        self.segmenters = SegmenterCache(device=spec.study.device)
         t0 = time.perf_counter()
-        if not is_auto(spec.pipeline):
-            self.segmenters.get(spec.pipeline)
+        if not is_auto(spec.study.model):
+            self.segmenters.get(spec.study.model)
         self.load_seconds = time.perf_counter() - t0
         self.name = worker_name()
         if len(self.segmenters):
@@ -100,7 +97,7 @@ class StudyWorker:
         try:
             source = study.path
             if study.files:
-                staging = self.spec.outdir / STAGING / f"{study.id}-{os.getpid()}"
+                staging = links_folder(self.spec.outdir, study.id)
                 source = _link_files(study, staging)
             record = self._run(study, source)
         except BaseException as exc:  # recorded, never raised: one study must not stop a cohort
@@ -127,16 +124,18 @@ class StudyWorker:
     def _run(self, study: Study, source: Path) -> StudyRecord:
         from medrecon.run import run_study
 
+        settings = self.spec.study
         study_dir = self.spec.outdir / study.id
-        options = {**self.spec.run_options, **study.options}
         result = run_study(
             source,
             study_dir,
-            pipeline=self.spec.pipeline,
+            model=settings.model,
             segmenters=self.segmenters,
+            series=study.options.get("series"),
+            output_options=study_output_options(settings.output_options, study),
+            force=settings.force_domain,
             overwrite=study_dir.exists(),  # only unfinished (or --force) studies get here
             input_label=str(Path(study.path).resolve()),  # not a split study's links folder
-            **options,
         )
         return StudyRecord(
             study=study.id,
