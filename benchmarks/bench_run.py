@@ -39,7 +39,7 @@ def _cli_round(study: Path, work: Path, pipeline: str, device: str) -> float:
 
 
 def _api_round(study: Path, work: Path, segmenter) -> dict[str, float]:
-    from medrecon.run import run_study
+    from medrecon.study.runner import run_study
 
     out = work / f"api-{time.time_ns()}"
     t0 = time.perf_counter()

@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.io import load, load_all, scan
     from medrecon.models.ref import ModelRef
     from medrecon.models.segment import segment
-    from medrecon.output_options import OutputOptions
-    from medrecon.run import run_study
+    from medrecon.study.output_options import OutputOptions
+    from medrecon.study.runner import run_study
     from medrecon.volume import Volume, VolumeMeta
 
 __all__ = [
@@ -44,10 +44,10 @@ _LAZY = {
     "load": "medrecon.io",
     "load_all": "medrecon.io",
     "scan": "medrecon.io",
-    "run_study": "medrecon.run",
+    "run_study": "medrecon.study.runner",
     "segment": "medrecon.models.segment",
     "ModelRef": "medrecon.models.ref",
-    "OutputOptions": "medrecon.output_options",
+    "OutputOptions": "medrecon.study.output_options",
     "Volume": "medrecon.volume",
     "VolumeMeta": "medrecon.volume",
 }

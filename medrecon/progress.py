@@ -2,7 +2,7 @@
 
 Code deep in a stage calls :func:`update` (a no-op unless someone listens); a
 stage's listener is set for its duration by :func:`stage_scope`, which
-:func:`medrecon.run.run_study` enters around each stage with its ``progress``
+:func:`medrecon.study.runner.run_study` enters around each stage with its ``progress``
 callback. :class:`StageProgress` is the listener ``medrecon run`` prints to
 stderr: a stage's start, its steps at most every few seconds (a fast stage shows
 only its time), and the stage's time when it ends. Nothing listens in a cohort's

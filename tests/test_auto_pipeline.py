@@ -16,7 +16,6 @@ import pytest
 
 import medrecon
 from medrecon.errors import InputError, PipelineError
-from medrecon.output_options import OutputOptions
 from medrecon.pipeline.auto import (
     AIR_HU,
     FAT_HU,
@@ -25,6 +24,7 @@ from medrecon.pipeline.auto import (
     is_auto,
 )
 from medrecon.pipeline.registry import load_pipeline, pipelines_for_modality, shipped_modalities
+from medrecon.study.output_options import OutputOptions
 from medrecon.volume import Volume
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ct-abdomen"
@@ -129,7 +129,7 @@ def _pt_study(folder: Path) -> Path:
 
 
 def test_run_study_auto_refuses_a_pet_study_before_loading_a_model(tmp_path):
-    from medrecon.run import run_study
+    from medrecon.study.runner import run_study
 
     study = _pt_study(tmp_path / "in")
     with pytest.raises(InputError) as err:
@@ -140,7 +140,7 @@ def test_run_study_auto_refuses_a_pet_study_before_loading_a_model(tmp_path):
 
 
 def test_run_study_auto_on_the_real_mr(shared_data, tmp_path):
-    from medrecon.run import run_study
+    from medrecon.study.runner import run_study
 
     source = shared_data / "mr-abdomen" / "mr.nii.gz"
     labels_only = OutputOptions(outputs=("labels",))

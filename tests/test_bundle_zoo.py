@@ -149,7 +149,7 @@ def test_medrecon_run_with_a_zoo_bundle_writes_every_output(name: str, zoo_case,
 
     from medrecon.export.meshio import mesh_file_name
     from medrecon.models.ref import ModelRef
-    from medrecon.run import run_study
+    from medrecon.study.runner import run_study
 
     bundle, image = zoo_case(name)
     out = tmp_path / "out"

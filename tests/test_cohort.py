@@ -341,7 +341,7 @@ def test_auto_worker_loads_each_pipeline_once(shared_data, tmp_path):
 
     from medrecon.cohort.studies import Study
     from medrecon.cohort.worker import StudyWorker, WorkerSpec
-    from medrecon.output_options import OutputOptions
+    from medrecon.study.output_options import OutputOptions
 
     array, affine = ct_block(shared_data)
     ct = tmp_path / "in" / "ct.nii.gz"

@@ -8,7 +8,7 @@ import pytest
 from medrecon.cli.main import main
 from medrecon.cohort import CohortSpec, EngineKind, EngineSettings, StudySettings
 from medrecon.errors import InputError
-from medrecon.output_options import OutputOptions
+from medrecon.study.output_options import OutputOptions
 
 
 def test_defaults_run_auto_on_one_local_worker():

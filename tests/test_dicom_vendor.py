@@ -318,7 +318,7 @@ def test_colour_written_as_rgb24_and_read_back(ct_source, tmp_path):
 
 
 def test_run_refuses_colour(ct_source, tmp_path):
-    from medrecon.run import _load_series
+    from medrecon.study.runner import _load_series
 
     colour_series(ct_source, tmp_path / "c")
     with pytest.raises(MedreconError, match="colour"):  # the volume-to-segment step of a run

@@ -21,7 +21,7 @@ from medrecon.cli.main import main
 from medrecon.cohort import CohortSpec, EngineSettings, StudySettings, run_cohort
 from medrecon.io.nifti import write_nifti
 from medrecon.models.ref import ModelRef
-from medrecon.run import run_study
+from medrecon.study.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "ct-abdomen"

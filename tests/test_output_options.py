@@ -14,9 +14,9 @@ from medrecon.cohort import read_manifest
 from medrecon.cohort.studies import Study, study_output_options
 from medrecon.errors import InputError
 from medrecon.export import MESH_FORMATS
-from medrecon.output_options import OUTPUT_OPTIONS, MeshFormat, OutputOptions
-from medrecon.outputs import OutputPlan
 from medrecon.pipeline.config import OUTPUTS
+from medrecon.study.output_options import OUTPUT_OPTIONS, MeshFormat, OutputOptions
+from medrecon.study.outputs import OutputPlan
 
 
 def test_defaults_and_coercion():

@@ -21,9 +21,9 @@ from medrecon.cli.main import main
 from medrecon.errors import InputError, NoImageError, OutputExistsError
 from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.io.nifti import write_nifti
-from medrecon.output_options import OutputOptions
 from medrecon.pipeline.config import OUTPUTS
-from medrecon.run import is_complete, run_study
+from medrecon.study.output_options import OutputOptions
+from medrecon.study.runner import is_complete, run_study
 from medrecon.volume import Volume
 
 #: Every output (the test pipeline lists only labels and stats).

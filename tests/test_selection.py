@@ -6,7 +6,7 @@ import pytest
 
 from medrecon.errors import InputError, NoImageError
 from medrecon.io.report import SeriesSummary
-from medrecon.selection import choose_series
+from medrecon.study.selection import choose_series
 
 
 def _series(number, modality="CT", shape=(512, 512, 100), orientation="axial", thick=1.0):

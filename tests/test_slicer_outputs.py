@@ -22,10 +22,10 @@ from medrecon.export.colortable import write_color_csv
 from medrecon.export.scene import write_mrb
 from medrecon.export.segnrrd import read_seg_nrrd
 from medrecon.io.nifti import write_nifti
-from medrecon.output_options import OutputOptions
 from medrecon.pipeline.config import OUTPUTS
 from medrecon.pipeline.parse import read_pipeline_file
-from medrecon.run import run_study
+from medrecon.study.output_options import OutputOptions
+from medrecon.study.runner import run_study
 from medrecon.volume import Volume
 
 CHECK = Path(__file__).parent / "slicer" / "check_outputs.py"

@@ -18,7 +18,7 @@ from medrecon.io.nifti import write_nifti
 from medrecon.pipeline import weights as weights_module
 from medrecon.pipeline.parse import read_pipeline_file
 from medrecon.pipeline.weights import sha256_file
-from medrecon.run import run_study
+from medrecon.study.runner import run_study
 from medrecon.volume import Volume
 
 

@@ -1,5 +1,5 @@
 """The device and output switches ``run`` and ``batch`` share, and the
-:class:`~medrecon.output_options.OutputOptions` they make."""
+:class:`~medrecon.study.output_options.OutputOptions` they make."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def add_output_options(p: argparse.ArgumentParser, *, mrb_help: str) -> None:
 
 
 def output_options(args: argparse.Namespace):
-    """The :class:`~medrecon.output_options.OutputOptions` the switches name (checked:
+    """The :class:`~medrecon.study.output_options.OutputOptions` the switches name (checked:
     a bad value raises :class:`~medrecon.errors.InputError`)."""
-    from medrecon.output_options import OutputOptions
+    from medrecon.study.output_options import OutputOptions
 
     # "labels, stats" -> ("labels", "stats"); none given: the pipeline's list.
     outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None

@@ -1,6 +1,6 @@
 """``medrecon run INPUT -o OUTDIR``: a study in, every Slicer-ready output out.
 
-Calls :func:`medrecon.run.run_study` and shows on stderr each stage with its
+Calls :func:`medrecon.study.runner.run_study` and shows on stderr each stage with its
 time as it finishes, and the steps inside long ones (files read, windows segmented).
 """
 
@@ -48,7 +48,7 @@ _progress = StageProgress()
 
 
 def run(args: argparse.Namespace) -> int:
-    from medrecon.run import run_study
+    from medrecon.study.runner import run_study
 
     options = output_options(args)  # checked before anything is printed or read
     if not args.no_progress:

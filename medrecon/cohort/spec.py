@@ -15,7 +15,7 @@ from typing import Any
 
 from medrecon.cohort.progress import CohortEvent
 from medrecon.errors import InputError
-from medrecon.output_options import OutputOptions
+from medrecon.study.output_options import OutputOptions
 
 __all__ = ["CohortSpec", "EngineKind", "EngineSettings", "Reporting", "StudySettings"]
 

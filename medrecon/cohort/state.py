@@ -21,7 +21,7 @@ from pathlib import Path
 
 from medrecon.atomic import atomic_write_text, partial_target
 from medrecon.errors import InputError
-from medrecon.run_record import is_complete
+from medrecon.study.record import is_complete
 
 __all__ = [
     "COMPLETE",
@@ -111,7 +111,7 @@ def _is_links_folder_of(name: str, study_id: str) -> bool:
 
 def study_complete(study_dir: Path) -> bool:
     """True when ``run_study`` finished this folder
-    (:func:`medrecon.run_record.is_complete`)."""
+    (:func:`medrecon.study.record.is_complete`)."""
     return is_complete(study_dir)
 
 

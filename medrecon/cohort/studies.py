@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError
-from medrecon.output_options import OUTPUT_OPTIONS, OutputOptions
+from medrecon.study.output_options import OUTPUT_OPTIONS, OutputOptions
 
 __all__ = [
     "LAYOUTS",
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 LAYOUTS = ("auto", "folders", "dicom")
 
 #: Per-study options a manifest may set: the series to read, and the output options
-#: (:class:`~medrecon.output_options.OutputOptions`' fields) that differ for this study.
+#: (:class:`~medrecon.study.output_options.OutputOptions`' fields) that differ for this study.
 STUDY_OPTIONS = ("series", *OUTPUT_OPTIONS)
 
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".zip")

@@ -122,7 +122,7 @@ class StudyWorker:
         return record
 
     def _run(self, study: Study, source: Path) -> StudyRecord:
-        from medrecon.run import run_study
+        from medrecon.study.runner import run_study
 
         settings = self.spec.study
         study_dir = self.spec.outdir / study.id

@@ -172,7 +172,7 @@ def _read_seg_nrrd_labels(path: Path) -> LabelMap:
 
 
 def _read_output_folder(folder: Path) -> LabelMap:
-    from medrecon.outputs import LABELS, SEG_NRRD
+    from medrecon.study.outputs import LABELS, SEG_NRRD
 
     if (folder / LABELS).is_file():
         return _read_nifti_labels(folder / LABELS, None)

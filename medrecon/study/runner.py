@@ -24,13 +24,13 @@ from typing import Any
 from medrecon.atomic import atomic_write_json, commit_staging
 from medrecon.errors import InputError, OutputExistsError
 from medrecon.models.ref import ModelRef, as_model_ref
-from medrecon.output_folder import check_replaceable, staging_folder, write_failure
-from medrecon.output_options import OutputOptions
-from medrecon.outputs import OutputPlan, write_outputs
 from medrecon.pipeline.auto import choose_pipeline, is_auto
 from medrecon.pipeline.config import Pipeline
 from medrecon.pipeline.domain import check_domain
-from medrecon.run_record import RUN_JSON, is_complete, run_record
+from medrecon.study.output_folder import check_replaceable, staging_folder, write_failure
+from medrecon.study.output_options import OutputOptions
+from medrecon.study.outputs import OutputPlan, write_outputs
+from medrecon.study.record import RUN_JSON, is_complete, run_record
 from medrecon.volume import Volume
 
 __all__ = ["RUN_JSON", "RunResult", "is_complete", "run_study"]
@@ -116,10 +116,10 @@ def _readable(path: Path, kind: str) -> Iterator[Path]:
 
 
 def _load_series(path: Path, modality, modalities, series, where: str, warnings: list[str]):
-    """The volume to segment, chosen by :func:`medrecon.selection.choose_series`
+    """The volume to segment, chosen by :func:`medrecon.study.selection.choose_series`
     (``modality`` None and ``modalities`` given for the auto pipeline)."""
     from medrecon.io.api import read
-    from medrecon.selection import choose_series, describe_series
+    from medrecon.study.selection import choose_series, describe_series
 
     picked: list[str] = []
 

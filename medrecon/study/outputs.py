@@ -1,7 +1,7 @@
 """The files of a ``medrecon run`` output folder and the order they are written in.
 
 :class:`OutputPlan` says which outputs a run makes (from the pipeline's list,
-the run's :class:`~medrecon.output_options.OutputOptions` and the kind of
+the run's :class:`~medrecon.study.output_options.OutputOptions` and the kind of
 input); :func:`write_outputs` writes
 them into a folder with fixed names, so a scene, a cohort table or a user's
 script can find each file without asking:
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from medrecon.errors import InputError
-from medrecon.output_options import MeshFormat, OutputOptions
 from medrecon.pipeline.config import Pipeline
+from medrecon.study.output_options import MeshFormat, OutputOptions
 from medrecon.volume import Volume
 
 __all__ = ["OutputPlan", "WrittenOutputs", "write_outputs"]

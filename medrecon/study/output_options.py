@@ -2,7 +2,7 @@
 
 One frozen object carries the output switches from the command line (or a
 script) through ``run_cohort`` and its workers to ``run_study``, where
-:class:`~medrecon.outputs.OutputPlan` combines it with the pipeline's own list.
+:class:`~medrecon.study.outputs.OutputPlan` combines it with the pipeline's own list.
 Everything that can be checked without a pipeline is checked here, at
 construction, so a bad value fails before any study is read; a changed copy
 (:meth:`OutputOptions.with_overrides`, a manifest row's options) is checked again.
