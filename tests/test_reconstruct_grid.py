@@ -121,3 +121,18 @@ def test_body_mask_ct_and_mr():
     noise = np.random.default_rng(0).uniform(0, 20, (32, 32, 8))
     mr = (np.where(body, 500.0, 0.0)[..., None] + noise).astype(np.float32)
     assert np.array_equal(body_mask(Volume(mr, np.eye(4)))[..., 0], body)
+
+
+def test_isotropic_grid_of_an_lps_permuted_stack_keeps_its_axes():
+    # Voxel axis 0 thick and running S, 1 running L, 2 running P (LPS storage).
+    lps = np.zeros((4, 4))
+    lps[:3, :3] = np.array([[0, 0.6, 0], [0, 0, 0.6], [3.0, 0, 0]])
+    lps[:3, 3] = [40.0, 25.0, -60.0]
+    lps[3, 3] = 1.0
+    stack = Volume(np.zeros((5, 16, 18), np.float32), LPS_TO_RAS @ lps)
+    grid = isotropic_grid([stack])
+    assert grid.shape == (21, 16, 18)
+    np.testing.assert_allclose(grid.affine[:3, 1:3], stack.affine[:3, 1:3], atol=1e-12)
+    np.testing.assert_allclose(grid.affine[:3, 0] * 5, stack.affine[:3, 0], atol=1e-12)
+    np.testing.assert_allclose(grid.affine[:3, 3], stack.affine[:3, 3], atol=1e-12)
+    assert "".join(stack.orientation_codes()) == "SLP"

@@ -61,3 +61,12 @@ def test_fine_tuned_network_beats_bspline_on_a_shape_from_its_thick_slices():
     mask[:, :, 4:-4] = True
     gain = psnr(truth.array, ours, mask) - psnr(truth.array, bspline, mask)
     assert gain > 0.5, f"network gains only {gain:.2f} dB over cubic B-spline"
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_apply_views_of_an_untrained_network_returns_its_input(axis):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 10, 11)).astype(np.float32) * 50 + 100
+    out = apply_views(build_network(8, 3), x, axis, (0.0, 200.0), batch=4)
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-4)
