@@ -51,3 +51,33 @@ def test_simulated_ct_stack_geometry_and_baselines(ct, kind):
         scores[method] = (psnr(ct.array, out, mask), ssim(ct.array, out, mask))
     for p, s in scores.values():
         assert 20.0 < p < 80.0 and 0.5 < s <= 1.0
+
+
+def _dicom(shared_data, name):
+    from medrecon.io import load_all
+
+    path = shared_data / "dicom" / name
+    if not path.is_dir():
+        pytest.skip(f"{path} absent")
+    return load_all(path)
+
+
+def test_real_dicom_ct_profile_from_its_header(shared_data):
+    (v,) = _dicom(shared_data, "ct-philips-axial")[:1]
+    profile, axis, warnings = profile_from_volume(v)
+    assert axis == 2 and warnings == []
+    assert (profile.kind, profile.thickness, profile.relation) == ("box", 5.0, "contiguous")
+    assert profile.spacing == pytest.approx(v.spacing[2])
+    grid = isotropic_grid([v])
+    np.testing.assert_allclose(grid.spacing, min(v.spacing[:2]))
+    assert grid.shape[:2] == v.shape[:2]
+
+
+def test_real_4d_mr_series_is_refused(shared_data):
+    from medrecon.reconstruct import ReconstructError
+
+    v = _dicom(shared_data, "mr-orientation")[0]
+    if v.array.ndim != 4:
+        pytest.skip("series is not 4D in this copy of the data")
+    with pytest.raises(ReconstructError, match="4D"):
+        profile_from_volume(v)
