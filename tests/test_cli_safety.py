@@ -22,7 +22,7 @@ from pipeline_helpers import ball_ct
 
 from medrecon.cli.main import main
 from medrecon.errors import OutputError, OutputExistsError
-from medrecon.io.dicom.write_series import write_ct_series
+from medrecon.testing.dicom_series import write_ct_series
 from medrecon.output_folder import make_staging_folder, written_by_medrecon
 from medrecon.run import run_study
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pipeline_helpers import ball_ct
 
-from medrecon.io.dicom.write_series import write_ct_series
+from medrecon.testing.dicom_series import write_ct_series
 from medrecon.pipeline.infer import count_windows
 from medrecon.progress import StageProgress, counted, stage_scope, update
 
