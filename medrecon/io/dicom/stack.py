@@ -21,7 +21,8 @@ from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.dicom.resample import resample_stack
 from medrecon.io.dicom.uids import fallback_warning, missing_in_records
 from medrecon.io.report import SeriesSummary, SkippedFile
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume, VolumeMeta
 
 __all__ = ["assemble_stack", "summarize_stack"]
 
