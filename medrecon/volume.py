@@ -45,6 +45,9 @@ class VolumeMeta:
     #: Gantry tilt in degrees that was corrected by resampling (0 if none).
     gantry_tilt_deg: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: DICOM input: the source files' headers as a DICOM SEG references them
+    #: (:class:`medrecon.io.dicom.sources.SourceHeaders`, shared by copies); else None.
+    source_headers: Any = field(default=None, repr=False)
 
     def copy(self) -> VolumeMeta:
         return copy.deepcopy(self)

@@ -19,6 +19,7 @@ from medrecon.io.dicom.group import StackPlan, orientation_name
 from medrecon.io.dicom.pixels import decode_slices, rescale_stack
 from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.dicom.resample import resample_stack
+from medrecon.io.dicom.sources import source_headers
 from medrecon.io.dicom.uids import fallback_warning, missing_in_records
 from medrecon.io.report import SeriesSummary, SkippedFile
 from medrecon.space import LPS_TO_RAS
@@ -343,6 +344,7 @@ def _volume_meta(
         study_uid=first.study_uid or None,
         frame_of_reference_uid=first.frame_of_reference_uid,
         source_files=sorted({r.path for r in ordered}),
+        source_headers=source_headers(ordered),
         warnings=warnings,
         distinguishing=dict(plan.distinguishing),
         frame_axis=COLOUR_AXIS if colour else (_frame_axis(groups) if frames > 1 else None),
