@@ -1,20 +1,23 @@
-"""Conversions between Volume and nibabel, SimpleITK and MONAI images.
+"""Conversions between plain image parts (array, RAS affine) and nibabel, SimpleITK and
+MONAI images; ``Volume.to_*`` / ``Volume.from_*`` wrap them.
 
 Every conversion keeps the voxel array (values and dtype) and the geometry
-exactly. A Volume's affine is voxel -> RAS mm; ITK is LPS, so its origin and
-direction are flipped here, at the edge, and nowhere else.
+exactly. Affines are voxel -> RAS mm; ITK is LPS, so its origin and direction
+are flipped here, at the edge, and nowhere else. This module knows nothing of
+Volume or VolumeMeta (they build on it): it takes and returns ``ImageParts``.
 SimpleITK, MONAI and torch are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medrecon.errors import FormatError, InputError
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import nibabel as nib
@@ -22,12 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from monai.data import MetaTensor
 
 __all__ = [
-    "volume_from_metatensor",
-    "volume_from_nibabel",
-    "volume_from_sitk",
-    "volume_to_metatensor",
-    "volume_to_nibabel",
-    "volume_to_sitk",
+    "ImageParts",
+    "metatensor_image",
+    "metatensor_parts",
+    "nibabel_image",
+    "nibabel_parts",
+    "sitk_image",
+    "sitk_parts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,45 +41,63 @@ _INT16 = np.iinfo(np.int16)
 _SPACE_UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3}
 #: NIfTI time units -> factor to seconds.
 _TIME_UNIT_TO_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+#: ``ImageParts.frame_axis`` of a colour image: the last axis holds RGB samples.
+COLOUR = "rgb"
+
+
+@dataclass
+class ImageParts:
+    """A voxel array and its voxel -> RAS affine, read from another library's image,
+    with what the image itself says about its fourth axis."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    #: "rgb" (colour samples: it replaces any given name) or "time" (a default name).
+    frame_axis: str | None = None
+    frame_interval_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 # -- nibabel ------------------------------------------------------------------------------
 _RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
-def volume_to_nibabel(vol: Volume) -> nib.Nifti1Image:
-    """A NIfTI-1 image holding ``vol.array`` as is, sform = qform = affine (code 1)."""
+def nibabel_image(
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    frame_axis: str | None = None,
+    frame_interval_s: float | None = None,
+) -> nib.Nifti1Image:
+    """A NIfTI-1 image holding ``array`` as is, sform = qform = ``affine`` (code 1)."""
     import nibabel as nib
 
-    array = vol.array
     if array.dtype == np.bool_:
         # NIfTI has no boolean type; uint8 is what every viewer expects for masks.
         array = array.astype(np.uint8)
-    if vol.meta.frame_axis == "rgb" and array.ndim == 4 and array.shape[3] == 3:
+    if frame_axis == COLOUR and array.ndim == 4 and array.shape[3] == 3:
         # Colour: NIfTI RGB24 (one voxel of three uint8 samples), as dcm2niix writes it.
         array = np.ascontiguousarray(array, dtype=np.uint8).view(_RGB24).reshape(array.shape[:3])
     # An explicit dtype keeps int64/uint64 as they are (nibabel refuses to guess them).
-    img = nib.Nifti1Image(array, vol.affine, dtype=array.dtype)
+    img = nib.Nifti1Image(array, affine, dtype=array.dtype)
     header = img.header
-    img.set_sform(vol.affine, code=1)
-    img.set_qform(vol.affine, code=1)
-    interval = vol.meta.extra.get("frame_interval_s")
-    if array.ndim == 4 and interval is not None:
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    if array.ndim == 4 and frame_interval_s is not None:
         header.set_xyzt_units("mm", "sec")
-        header["pixdim"][4] = float(interval)
+        header["pixdim"][4] = float(frame_interval_s)
     else:
         header.set_xyzt_units("mm")
     return img
 
 
-def volume_from_nibabel(img: Any, meta: VolumeMeta | None = None) -> Volume:
-    """A Volume from a nibabel spatial image, using nibabel's best affine.
+def nibabel_parts(img: Any) -> ImageParts:
+    """Array and affine of a nibabel spatial image, using nibabel's best affine.
 
     The stored dtype is kept unless the header sets a non-trivial scl_slope /
     scl_inter; then the scaled values are int16 when the scaling is integral and
     fits, float32 otherwise.
     """
-    meta = meta.copy() if meta is not None else VolumeMeta()
     shape = tuple(img.shape)
     if len(shape) > 4 and all(n == 1 for n in shape[4:]):
         shape = shape[:4]  # trailing singleton axes carry nothing
@@ -85,11 +107,11 @@ def volume_from_nibabel(img: Any, meta: VolumeMeta | None = None) -> Volume:
             "3D volumes and 4D series only. Split the image into 3D/4D volumes first."
         )
     array = _nibabel_array(img).reshape(shape)
+    parts = ImageParts(array, np.array(img.affine, dtype=np.float64))
     if array.dtype.names == _RGB24.names and len(shape) == 3:
         # RGB24 NIfTI: the samples become a trailing axis, as colour DICOM loads.
-        array = np.stack([array[c] for c in _RGB24.names], axis=-1)
-        meta.frame_axis = "rgb"
-    affine = np.array(img.affine, dtype=np.float64)
+        parts.array = np.stack([array[c] for c in _RGB24.names], axis=-1)
+        parts.frame_axis = COLOUR
 
     header = getattr(img, "header", None)
     if header is not None and hasattr(header, "get_xyzt_units"):
@@ -97,14 +119,14 @@ def volume_from_nibabel(img: Any, meta: VolumeMeta | None = None) -> Volume:
         factor = _SPACE_UNIT_TO_MM.get(space_unit, 1.0)
         if factor != 1.0:
             # NIfTI units apply to the sform/qform too; Volume affines are in mm.
-            affine[:3, :] *= factor
-            meta.warnings.append(f"spatial units were {space_unit}; converted to mm")
+            parts.affine[:3, :] *= factor
+            parts.warnings.append(f"spatial units were {space_unit}; converted to mm")
         if len(shape) == 4 and time_unit in _TIME_UNIT_TO_S:
             interval = float(header.get_zooms()[3]) * _TIME_UNIT_TO_S[time_unit]
             if interval > 0:
-                meta.extra.setdefault("frame_interval_s", interval)
-                meta.frame_axis = meta.frame_axis or "time"
-    return Volume(array, affine, meta)
+                parts.frame_interval_s = interval
+                parts.frame_axis = "time"
+    return parts
 
 
 def _nibabel_array(img: Any) -> np.ndarray:
@@ -128,16 +150,17 @@ def _nibabel_array(img: Any) -> np.ndarray:
 
 
 # -- SimpleITK ----------------------------------------------------------------------------
-def volume_to_sitk(vol: Volume) -> sitk.Image:
-    """A SimpleITK image (LPS origin and direction); 4D volumes give a 4D image."""
+def sitk_image(
+    array: np.ndarray, affine: np.ndarray, *, frame_interval_s: float | None = None
+) -> sitk.Image:
+    """A SimpleITK image (LPS origin and direction); a 4D array gives a 4D image."""
     import SimpleITK as sitk
 
-    array = vol.array
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)  # ITK has no boolean pixel type
     # ITK arrays are (k, j, i) / (t, k, j, i): reverse the axes.
     img = sitk.GetImageFromArray(np.ascontiguousarray(array.T), isVector=False)
-    lps = vol.lps_affine
+    lps = LPS_TO_RAS @ affine
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     direction = lps[:3, :3] / spacing
     if array.ndim == 3:
@@ -145,7 +168,7 @@ def volume_to_sitk(vol: Volume) -> sitk.Image:
         img.SetOrigin(lps[:3, 3].tolist())
         img.SetDirection(direction.ravel().tolist())
     else:
-        interval = float(vol.meta.extra.get("frame_interval_s", 1.0)) or 1.0
+        interval = float(1.0 if frame_interval_s is None else frame_interval_s) or 1.0
         direction4 = np.eye(4)
         direction4[:3, :3] = direction
         img.SetSpacing([*spacing.tolist(), interval])
@@ -154,11 +177,10 @@ def volume_to_sitk(vol: Volume) -> sitk.Image:
     return img
 
 
-def volume_from_sitk(img: sitk.Image, meta: VolumeMeta | None = None) -> Volume:
-    """A Volume from a 3D or 4D SimpleITK image; a 3D vector image gives a 4D volume."""
+def sitk_parts(img: sitk.Image) -> ImageParts:
+    """Array and RAS affine of a 3D or 4D SimpleITK image; a 3D vector image gives 4D."""
     import SimpleITK as sitk
 
-    meta = meta.copy() if meta is not None else VolumeMeta()
     dim = img.GetDimension()
     components = img.GetNumberOfComponentsPerPixel()
     if dim not in (3, 4) or (dim == 4 and components > 1):
@@ -174,28 +196,31 @@ def volume_from_sitk(img: sitk.Image, meta: VolumeMeta | None = None) -> Volume:
     spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)
     origin = np.asarray(img.GetOrigin(), dtype=np.float64)
-    if dim == 4:
-        if np.any(direction[:3, 3] != 0) or np.any(direction[3, :3] != 0):
-            meta.warnings.append("4D direction mixes space and time; time coupling ignored")
-        meta.extra.setdefault("frame_interval_s", float(spacing[3]))
-        meta.frame_axis = meta.frame_axis or "time"
     lps = np.eye(4)
     lps[:3, :3] = direction[:3, :3] * spacing[:3]
     lps[:3, 3] = origin[:3]
-    return Volume(array, LPS_TO_RAS @ lps, meta)
+    parts = ImageParts(array, LPS_TO_RAS @ lps)
+    if dim == 4:
+        if np.any(direction[:3, 3] != 0) or np.any(direction[3, :3] != 0):
+            parts.warnings.append("4D direction mixes space and time; time coupling ignored")
+        parts.frame_interval_s = float(spacing[3])
+        parts.frame_axis = "time"
+    return parts
 
 
 # -- MONAI --------------------------------------------------------------------------------
-def volume_to_metatensor(vol: Volume) -> MetaTensor:
+def metatensor_image(
+    array: np.ndarray, affine: np.ndarray, *, source_file: str | None = None
+) -> MetaTensor:
     """A channel-first MetaTensor: (1, X, Y, Z) for 3D, (T, X, Y, Z) for 4D.
 
-    The tensor shares memory with ``vol.array`` where torch allows it.
+    The tensor shares memory with ``array`` where torch allows it.
     """
     import torch
     from monai.data import MetaTensor
     from monai.utils import MetaKeys, SpaceKeys
 
-    array = vol.array
+    spatial_shape = array.shape[:3]
     if any(s < 0 for s in array.strides):
         array = np.ascontiguousarray(array)  # torch cannot view negative strides
     data = torch.from_numpy(array)
@@ -203,20 +228,20 @@ def volume_to_metatensor(vol: Volume) -> MetaTensor:
         data, channel_dim = data.unsqueeze(0), "no_channel"
     else:
         data, channel_dim = data.movedim(-1, 0), -1
-    affine = torch.as_tensor(vol.affine, dtype=torch.float64)
+    affine_t = torch.as_tensor(affine, dtype=torch.float64)
     meta: dict[str, Any] = {
         MetaKeys.SPACE: SpaceKeys.RAS,
         MetaKeys.ORIGINAL_CHANNEL_DIM: channel_dim,
-        MetaKeys.ORIGINAL_AFFINE: affine.clone(),
-        MetaKeys.SPATIAL_SHAPE: np.asarray(vol.spatial_shape),
+        MetaKeys.ORIGINAL_AFFINE: affine_t.clone(),
+        MetaKeys.SPATIAL_SHAPE: np.asarray(spatial_shape),
     }
-    if vol.meta.source_files:
-        meta["filename_or_obj"] = vol.meta.source_files[0]
-    return MetaTensor(data, affine=affine, meta=meta)
+    if source_file:
+        meta["filename_or_obj"] = source_file
+    return MetaTensor(data, affine=affine_t, meta=meta)
 
 
-def volume_from_metatensor(tensor: Any, meta: VolumeMeta | None = None) -> Volume:
-    """A Volume from a channel-first MetaTensor (C, X, Y, Z); C == 1 gives a 3D volume."""
+def metatensor_parts(tensor: Any) -> ImageParts:
+    """Array and RAS affine of a channel-first MetaTensor (C, X, Y, Z); C == 1 gives 3D."""
     import torch
     from monai.utils import MetaKeys, SpaceKeys
 
@@ -242,5 +267,4 @@ def volume_from_metatensor(tensor: Any, meta: VolumeMeta | None = None) -> Volum
     space = tensor.meta.get(MetaKeys.SPACE, SpaceKeys.RAS) if hasattr(tensor, "meta") else "RAS"
     if str(space) == str(SpaceKeys.LPS):
         affine = LPS_TO_RAS @ affine
-    meta = meta.copy() if meta is not None else VolumeMeta()
-    return Volume(array, affine, meta)
+    return ImageParts(array, affine)

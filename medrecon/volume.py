@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medrecon import interop
+from medrecon.space import LPS_TO_RAS
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import nibabel as nib
     import SimpleITK as sitk
     from monai.data import MetaTensor
 
-__all__ = ["Volume", "VolumeMeta", "LPS_TO_RAS"]
-
-#: Flips x and y: DICOM/ITK patient coordinates (LPS) <-> RAS.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+__all__ = ["Volume", "VolumeMeta"]
 
 
 @dataclass
@@ -45,6 +45,9 @@ class VolumeMeta:
     #: Gantry tilt in degrees that was corrected by resampling (0 if none).
     gantry_tilt_deg: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: DICOM input: the source files' headers as a DICOM SEG references them
+    #: (:class:`medrecon.io.dicom.sources.SourceHeaders`, shared by copies); else None.
+    source_headers: Any = field(default=None, repr=False)
 
     def copy(self) -> VolumeMeta:
         return copy.deepcopy(self)
@@ -138,42 +141,54 @@ class Volume:
         """A new Volume on the same grid holding ``array``."""
         return Volume(array, self.affine.copy(), meta if meta is not None else self.meta.copy())
 
-    # -- interoperability -----------------------------------------------------------
+    # -- interoperability (medrecon.interop converts the plain parts) ----------------------
     def to_nibabel(self) -> nib.Nifti1Image:
         """A NIfTI-1 image with sform = qform = this affine (code 1, scanner)."""
-        from medrecon import interop
-
-        return interop.volume_to_nibabel(self)
+        return interop.nibabel_image(
+            self.array,
+            self.affine,
+            frame_axis=self.meta.frame_axis,
+            frame_interval_s=self.meta.extra.get("frame_interval_s"),
+        )
 
     @classmethod
     def from_nibabel(cls, image: Any, meta: VolumeMeta | None = None) -> Volume:
-        from medrecon import interop
-
-        return interop.volume_from_nibabel(image, meta)
+        """A Volume from a nibabel spatial image (nibabel's best affine; see
+        :func:`medrecon.interop.nibabel_parts` for the scaling rules)."""
+        return cls._from_parts(interop.nibabel_parts(image), meta)
 
     def to_sitk(self) -> sitk.Image:
         """A SimpleITK image (LPS origin/direction); SimpleITK is imported lazily."""
-        from medrecon import interop
-
-        return interop.volume_to_sitk(self)
+        return interop.sitk_image(
+            self.array, self.affine, frame_interval_s=self.meta.extra.get("frame_interval_s")
+        )
 
     @classmethod
     def from_sitk(cls, image: Any, meta: VolumeMeta | None = None) -> Volume:
-        from medrecon import interop
-
-        return interop.volume_from_sitk(image, meta)
+        """A Volume from a 3D or 4D SimpleITK image; a 3D vector image gives a 4D volume."""
+        return cls._from_parts(interop.sitk_parts(image), meta)
 
     def to_metatensor(self) -> MetaTensor:
         """A MONAI MetaTensor (channel-first) whose ``affine`` is this RAS affine."""
-        from medrecon import interop
-
-        return interop.volume_to_metatensor(self)
+        source = self.meta.source_files[0] if self.meta.source_files else None
+        return interop.metatensor_image(self.array, self.affine, source_file=source)
 
     @classmethod
     def from_metatensor(cls, tensor: Any, meta: VolumeMeta | None = None) -> Volume:
-        from medrecon import interop
+        """A Volume from a channel-first MetaTensor (C, X, Y, Z); C == 1 gives 3D."""
+        return cls._from_parts(interop.metatensor_parts(tensor), meta)
 
-        return interop.volume_from_metatensor(tensor, meta)
+    @classmethod
+    def _from_parts(cls, parts: interop.ImageParts, meta: VolumeMeta | None) -> Volume:
+        meta = meta.copy() if meta is not None else VolumeMeta()
+        meta.warnings.extend(parts.warnings)
+        if parts.frame_interval_s is not None:
+            meta.extra.setdefault("frame_interval_s", parts.frame_interval_s)
+        if parts.frame_axis == interop.COLOUR:
+            meta.frame_axis = parts.frame_axis  # the array's last axis holds colour samples
+        elif parts.frame_axis is not None:
+            meta.frame_axis = meta.frame_axis or parts.frame_axis  # the given name wins
+        return cls(parts.array, parts.affine, meta)
 
     def __repr__(self) -> str:
         codes = "".join(self.orientation_codes())

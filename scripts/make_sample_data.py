@@ -1,7 +1,7 @@
 """Build the quick-start study ``sample_data/ct-abdomen/`` from the shared TotalSegmentator CT.
 
 Reads ``ct.nii.gz`` (RAS, int32 HU) and writes it as a DICOM CT series, one file per
-slice, with ``medrecon.io.dicom.write_series.write_ct_series``. The UIDs are seeded, so a
+slice, with ``medrecon.testing.dicom_series.write_ct_series``. The UIDs are seeded, so a
 rerun writes identical files. Usage, from the project root::
 
     python scripts/make_sample_data.py --overwrite
@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medrecon.io.dicom.write_series import write_ct_series
+from medrecon.testing.dicom_series import write_ct_series
 
 logger = logging.getLogger("make_sample_data")
 

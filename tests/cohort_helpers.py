@@ -47,7 +47,7 @@ def build_cohort(shared_data: Path, root: Path, *, real_dicom: bool = False, cop
     ``real_dicom`` adds the real Philips head CT series (28 slices of 512x512);
     ``copies`` > 1 repeats the good studies (``ct-ras-2``, ...) for benchmarks.
     """
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     array, affine = ct_block(shared_data)
     for n in range(1, copies + 1):

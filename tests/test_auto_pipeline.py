@@ -118,7 +118,7 @@ def test_a_modality_without_a_pipeline_is_a_clear_input_error():
 
 def _pt_study(folder: Path) -> Path:
     """A DICOM series whose header says PT (no shipped pipeline is made for PET)."""
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     image = np.full((16, 16, 10), 40, np.int16)
     for path in write_ct_series(image, np.eye(4), folder / "pt"):

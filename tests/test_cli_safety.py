@@ -22,9 +22,9 @@ from pipeline_helpers import ball_ct
 
 from medrecon.cli.main import main
 from medrecon.errors import OutputError, OutputExistsError
-from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.study.output_folder import make_staging_folder, written_by_medrecon
 from medrecon.study.runner import run_study
+from medrecon.testing.dicom_series import write_ct_series
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "ct-abdomen"

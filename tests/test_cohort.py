@@ -87,7 +87,7 @@ def test_folder_layout_finds_study_folders_and_volume_files(tmp_path):
 
 
 def test_dicom_folder_is_split_by_study_uid(shared_data, tmp_path):
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     flat = tmp_path / "flat"
     image = np.zeros((8, 8, 9), np.int16)
@@ -294,7 +294,7 @@ def test_partial_outputs_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
 def test_split_dicom_studies_run_through_links(shared_data, ball_pipeline, tmp_path):
     from cohort_helpers import ct_block
 
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     array, affine = ct_block(shared_data)
     flat = tmp_path / "flat"

@@ -267,7 +267,7 @@ def test_batch_splits_and_resumes_a_deidentified_dicom_folder(shared_data, ball_
         discover_studies,
         run_cohort,
     )
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     array, affine = ct_block(shared_data)
     write_ct_series(array, affine, tmp_path / "series")

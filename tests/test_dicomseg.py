@@ -215,10 +215,28 @@ def test_missing_source_file_is_a_clear_error(tmp_path):
     shutil.copytree(SAMPLE, study)
     source = mio.load(study)
     Path(source.meta.source_files[3]).unlink()
+    # Given as files, the sources are read from disk (a loaded Volume carries its headers).
     with pytest.raises(InputError, match=r"missing.*--no-dicom-seg") as error:
-        write_dicom_seg(tmp_path / "seg.dcm", _box_labels(source), (LIVER,), source)
+        write_dicom_seg(
+            tmp_path / "seg.dcm", _box_labels(source), (LIVER,), source.meta.source_files
+        )
     assert source.meta.source_files[3] in str(error.value)
     assert not list(tmp_path.glob("*seg*"))  # nothing half-written
+
+
+def test_loaded_volume_needs_no_source_file_to_write_its_seg(tmp_path):
+    study = tmp_path / "study"
+    shutil.copytree(SAMPLE, study)
+    source = mio.load(study)
+    shutil.rmtree(study)  # the SEG writer opens no input file: the headers came with the load
+    derived = source.with_array(source.array.copy())  # copies of a Volume share its headers
+    seg = hd.seg.segread(
+        write_dicom_seg(tmp_path / "seg.dcm", _box_labels(source), (LIVER,), derived)
+    )
+    (referenced,) = seg.ReferencedSeriesSequence
+    assert referenced.SeriesInstanceUID == source.meta.series_uid
+    assert len(referenced.ReferencedInstanceSequence) == len(source.meta.source_files)
+    assert int(seg.NumberOfFrames) == 10
 
 
 def test_unreadable_or_absent_sources_and_unknown_labels_are_errors(tmp_path):

@@ -8,15 +8,8 @@ import pytest
 import SimpleITK as sitk
 
 from medrecon.errors import FormatError, InputError
-from medrecon.interop import (
-    volume_from_metatensor,
-    volume_from_nibabel,
-    volume_from_sitk,
-    volume_to_metatensor,
-    volume_to_nibabel,
-    volume_to_sitk,
-)
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume, VolumeMeta
 
 SHAPE = (5, 6, 7)
 
@@ -60,21 +53,21 @@ def _assert_same(a: Volume, b: Volume) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nibabel_round_trip_in_memory(name, dtype):
     vol = _volume(AFFINES[name], dtype)
-    img = volume_to_nibabel(vol)
+    img = vol.to_nibabel()
     assert int(img.header["sform_code"]) == 1
     assert int(img.header["qform_code"]) == 1
     assert img.header.get_xyzt_units() == ("mm", "unknown")
     np.testing.assert_allclose(img.header.get_sform(), vol.affine, atol=1e-6)
     np.testing.assert_allclose(img.header.get_qform(), vol.affine, atol=1e-6)
-    _assert_same(vol, volume_from_nibabel(img))
+    _assert_same(vol, Volume.from_nibabel(img))
 
 
 @pytest.mark.parametrize("name", AFFINES)
 def test_nibabel_round_trip_through_file(tmp_path, name):
     vol = _volume(AFFINES[name], np.int16)
     path = tmp_path / "v.nii.gz"
-    nib.save(volume_to_nibabel(vol), path)
-    back = volume_from_nibabel(nib.load(path))
+    nib.save(vol.to_nibabel(), path)
+    back = Volume.from_nibabel(nib.load(path))
     _assert_same(vol, back)
     # qform (rotation + zooms + offset) must describe the same grid as the sform.
     img = nib.load(path)
@@ -84,10 +77,10 @@ def test_nibabel_round_trip_through_file(tmp_path, name):
 def test_nibabel_4d_frame_interval():
     vol = _volume(AFFINES["oblique"], np.float32, frames=3)
     vol.meta.extra["frame_interval_s"] = 2.5
-    img = volume_to_nibabel(vol)
+    img = vol.to_nibabel()
     assert img.header.get_xyzt_units() == ("mm", "sec")
     assert img.header["pixdim"][4] == pytest.approx(2.5)
-    back = volume_from_nibabel(img)
+    back = Volume.from_nibabel(img)
     _assert_same(vol, back)
     assert back.meta.extra["frame_interval_s"] == pytest.approx(2.5)
     assert back.meta.frame_axis == "time"
@@ -95,7 +88,7 @@ def test_nibabel_4d_frame_interval():
 
 def test_nibabel_bool_written_as_uint8():
     vol = Volume(np.eye(4, dtype=bool)[:, :, None].repeat(2, axis=2), np.eye(4))
-    back = volume_from_nibabel(volume_to_nibabel(vol))
+    back = Volume.from_nibabel(vol.to_nibabel())
     assert back.array.dtype == np.uint8
     np.testing.assert_array_equal(back.array, vol.array)
 
@@ -123,7 +116,7 @@ def test_nibabel_scaling_applied(tmp_path, slope, inter, dtype):
     raw = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     path = tmp_path / "scaled.nii"
     _write_scaled_nifti(path, raw, slope, inter)
-    vol = volume_from_nibabel(nib.load(path))
+    vol = Volume.from_nibabel(nib.load(path))
     assert vol.array.dtype == dtype
     np.testing.assert_array_equal(vol.array, (raw * slope + inter).astype(dtype))
 
@@ -132,7 +125,7 @@ def test_nibabel_trivial_scaling_keeps_dtype(tmp_path):
     raw = np.arange(60, dtype=np.uint16).reshape(3, 4, 5)
     path = tmp_path / "unit.nii"
     _write_scaled_nifti(path, raw, 1.0, 0.0)
-    vol = volume_from_nibabel(nib.load(path))
+    vol = Volume.from_nibabel(nib.load(path))
     assert vol.array.dtype == np.uint16
     np.testing.assert_array_equal(vol.array, raw)
 
@@ -141,12 +134,12 @@ def test_nibabel_trivial_scaling_keeps_dtype(tmp_path):
 def test_nibabel_wrong_dimensions_rejected(shape):
     img = nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4))
     with pytest.raises(FormatError, match="dimensions"):
-        volume_from_nibabel(img)
+        Volume.from_nibabel(img)
 
 
 def test_nibabel_trailing_singleton_axes_dropped():
     img = nib.Nifti1Image(np.ones((2, 3, 4, 1, 1), np.float32), np.eye(4))
-    assert volume_from_nibabel(img).shape == (2, 3, 4, 1)
+    assert Volume.from_nibabel(img).shape == (2, 3, 4, 1)
 
 
 # -- SimpleITK ----------------------------------------------------------------------------
@@ -154,15 +147,15 @@ def test_nibabel_trailing_singleton_axes_dropped():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sitk_round_trip(name, dtype):
     vol = _volume(AFFINES[name], dtype)
-    img = volume_to_sitk(vol)
+    img = vol.to_sitk()
     assert img.GetSize() == SHAPE
-    _assert_same(vol, volume_from_sitk(img))
+    _assert_same(vol, Volume.from_sitk(img))
 
 
 @pytest.mark.parametrize("name", AFFINES)
 def test_sitk_geometry_is_lps(name):
     vol = _volume(AFFINES[name])
-    img = volume_to_sitk(vol)
+    img = vol.to_sitk()
     lps = vol.lps_affine
     np.testing.assert_allclose(img.GetOrigin(), lps[:3, 3], atol=1e-9)
     np.testing.assert_allclose(img.GetSpacing(), vol.spacing, atol=1e-9)
@@ -174,8 +167,8 @@ def test_sitk_geometry_is_lps(name):
 def test_world_position_agrees_everywhere(name):
     """A voxel lands at the same patient position in medrecon, SimpleITK and nibabel."""
     vol = _volume(AFFINES[name])
-    img_sitk = volume_to_sitk(vol)
-    img_nib = volume_to_nibabel(vol)
+    img_sitk = vol.to_sitk()
+    img_nib = vol.to_nibabel()
     for ijk in [(0, 0, 0), (4, 0, 0), (1, 5, 2), (4, 5, 6)]:
         ras = vol.voxel_to_ras(ijk)[0]
         lps = np.asarray(img_sitk.TransformIndexToPhysicalPoint(ijk))
@@ -191,11 +184,11 @@ def test_world_position_agrees_everywhere(name):
 def test_sitk_4d_round_trip():
     vol = _volume(AFFINES["oblique"], np.float32, frames=3)
     vol.meta.extra["frame_interval_s"] = 1.5
-    img = volume_to_sitk(vol)
+    img = vol.to_sitk()
     assert img.GetDimension() == 4
     assert img.GetSize() == (*SHAPE, 3)
     assert img.GetSpacing()[3] == pytest.approx(1.5)
-    back = volume_from_sitk(img)
+    back = Volume.from_sitk(img)
     _assert_same(vol, back)
     assert back.meta.extra["frame_interval_s"] == pytest.approx(1.5)
 
@@ -203,14 +196,14 @@ def test_sitk_4d_round_trip():
 def test_sitk_vector_image_gives_4d_volume():
     comps = np.arange(2 * 3 * 4 * 3, dtype=np.float32).reshape(4, 3, 2, 3)  # (k, j, i, c)
     img = sitk.GetImageFromArray(comps, isVector=True)
-    vol = volume_from_sitk(img)
+    vol = Volume.from_sitk(img)
     assert vol.shape == (2, 3, 4, 3)
     np.testing.assert_array_equal(vol.array[1, 2, 3], comps[3, 2, 1])
 
 
 def test_sitk_2d_rejected():
     with pytest.raises(FormatError, match="2D"):
-        volume_from_sitk(sitk.Image(4, 5, sitk.sitkInt16))
+        Volume.from_sitk(sitk.Image(4, 5, sitk.sitkInt16))
 
 
 # -- MONAI MetaTensor ---------------------------------------------------------------------
@@ -221,21 +214,21 @@ def test_metatensor_round_trip(name, dtype):
     from monai.utils import SpaceKeys
 
     vol = _volume(AFFINES[name], dtype)
-    tensor = volume_to_metatensor(vol)
+    tensor = vol.to_metatensor()
     assert tuple(tensor.shape) == (1, *SHAPE)
     assert tensor.affine.dtype == torch.float64
     assert tensor.meta["space"] == SpaceKeys.RAS
     assert tensor.meta["original_channel_dim"] == "no_channel"
     np.testing.assert_allclose(tensor.affine.numpy(), vol.affine, atol=0)
-    _assert_same(vol, volume_from_metatensor(tensor))
+    _assert_same(vol, Volume.from_metatensor(tensor))
 
 
 def test_metatensor_4d_channels_are_frames():
     vol = _volume(AFFINES["lps"], np.float32, frames=4)
-    tensor = volume_to_metatensor(vol)
+    tensor = vol.to_metatensor()
     assert tuple(tensor.shape) == (4, *SHAPE)
     np.testing.assert_array_equal(tensor[2].numpy(), vol.array[..., 2])
-    _assert_same(vol, volume_from_metatensor(tensor))
+    _assert_same(vol, Volume.from_metatensor(tensor))
 
 
 def test_metatensor_in_lps_space_converted_to_ras():
@@ -249,7 +242,7 @@ def test_metatensor_in_lps_space_converted_to_ras():
         affine=torch.as_tensor(vol.lps_affine),
         meta={"space": SpaceKeys.LPS},
     )
-    _assert_same(vol, volume_from_metatensor(tensor))
+    _assert_same(vol, Volume.from_metatensor(tensor))
 
 
 def test_metatensor_survives_monai_orientation():
@@ -257,7 +250,7 @@ def test_metatensor_survives_monai_orientation():
     from monai.transforms import Orientation
 
     vol = _volume(AFFINES["lps"])
-    ras = volume_from_metatensor(Orientation(axcodes="RAS", labels=None)(volume_to_metatensor(vol)))
+    ras = Volume.from_metatensor(Orientation(axcodes="RAS", labels=None)(vol.to_metatensor()))
     assert ras.orientation_codes() == ("R", "A", "S")
     for ijk in [(0, 0, 0), (1, 2, 3)]:
         world = vol.voxel_to_ras(ijk)
@@ -269,7 +262,7 @@ def test_metatensor_plain_tensor_rejected():
     import torch
 
     with pytest.raises(InputError, match="MetaTensor"):
-        volume_from_metatensor(torch.zeros(1, 2, 3, 4))
+        Volume.from_metatensor(torch.zeros(1, 2, 3, 4))
 
 
 def test_volume_methods_delegate():

@@ -31,7 +31,8 @@ from medrecon.export.mesh_filters import (
 )
 from medrecon.export.meshio import mesh_file_name, write_mesh, write_meshes
 from medrecon.labels import Label
-from medrecon.volume import LPS_TO_RAS, Volume
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume
 
 pytest.importorskip("vtkmodules")
 

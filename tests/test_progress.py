@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from pipeline_helpers import ball_ct
 
-from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.pipeline.infer import count_windows
 from medrecon.progress import StageProgress, counted, stage_scope, update
+from medrecon.testing.dicom_series import write_ct_series
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = re.compile(r"^  (\S+)\s+(.+?) (\d+)/(\d+) \((\d+)%\)$")

@@ -12,7 +12,8 @@ from medrecon.reconstruct.degrade import (
     slice_centres,
     weight_matrix,
 )
-from medrecon.volume import LPS_TO_RAS, Volume
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume
 
 
 @pytest.mark.parametrize(("kind", "thickness"), [("box", 4.0), ("box", 1.5), ("gaussian", 4.3)])

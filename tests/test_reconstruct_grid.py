@@ -10,7 +10,8 @@ from medrecon.reconstruct import SliceProfile
 from medrecon.reconstruct.baselines import body_mask, interpolate, psnr, ssim
 from medrecon.reconstruct.degrade import simulate_stack
 from medrecon.reconstruct.grid import OutputGrid, isotropic_grid, like_grid, resample_to
-from medrecon.volume import LPS_TO_RAS, Volume
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume
 
 
 def _oblique(spacing, origin=(5.0, -3.0, 10.0)):

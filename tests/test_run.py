@@ -19,11 +19,11 @@ from pipeline_helpers import ball_ct
 
 from medrecon.cli.main import main
 from medrecon.errors import InputError, NoImageError, OutputExistsError
-from medrecon.io.dicom.write_series import write_ct_series
 from medrecon.io.nifti import write_nifti
 from medrecon.pipeline.config import OUTPUTS
 from medrecon.study.output_options import OutputOptions
 from medrecon.study.runner import is_complete, run_study
+from medrecon.testing.dicom_series import write_ct_series
 from medrecon.volume import Volume
 
 #: Every output (the test pipeline lists only labels and stats).

@@ -153,7 +153,7 @@ def _synthetic(shape: tuple[int, int, int]) -> np.ndarray:
     ],
 )
 def test_write_ct_series_keeps_positions(tmp_path: Path, ras_axes: np.ndarray) -> None:
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     volume = _synthetic((7, 5, 4))
     affine = np.eye(4)
@@ -165,7 +165,7 @@ def test_write_ct_series_keeps_positions(tmp_path: Path, ras_axes: np.ndarray) -
 
 
 def test_write_ct_series_oblique(tmp_path: Path) -> None:
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     angle = np.deg2rad(20)
     rotation = np.array(
@@ -179,7 +179,7 @@ def test_write_ct_series_oblique(tmp_path: Path) -> None:
 
 
 def test_write_ct_series_is_deterministic_and_atomic(tmp_path: Path) -> None:
-    from medrecon.io.dicom.write_series import OutputExistsError, write_ct_series
+    from medrecon.testing.dicom_series import OutputExistsError, write_ct_series
 
     volume = _synthetic((4, 4, 3))
     first = write_ct_series(volume, np.eye(4), tmp_path / "a", uid_root="1.2.3.")
@@ -201,7 +201,7 @@ def test_write_ct_series_is_deterministic_and_atomic(tmp_path: Path) -> None:
 
 def test_write_ct_series_refuses_values_it_cannot_store(tmp_path: Path) -> None:
     from medrecon.errors import InputError
-    from medrecon.io.dicom.write_series import write_ct_series
+    from medrecon.testing.dicom_series import write_ct_series
 
     with pytest.raises(InputError, match="signed 16-bit"):
         write_ct_series(np.full((2, 2, 2), 40000), np.eye(4), tmp_path / "big")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume, VolumeMeta
 
 
 def _oblique_affine() -> np.ndarray:

@@ -13,7 +13,8 @@ Volume's affine (converted to LPS here, once). That one code path covers both ca
 Frame layout: label axis ``i`` is the DICOM column, ``j`` the row and ``k`` the frame,
 the order the DICOM loader keeps (it never reorients). Only labels present in the map
 become segments, numbered 1..N in ascending label value; frames with no voxel of a
-segment are omitted. Source images are read with pydicom, headers only.
+segment are omitted. The source images' headers come with the source Volume
+(``meta.source_headers``, kept by the loader): no input file is opened here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import InputError
-from medrecon.io.dicom.uids import fill_blank_uids
+from medrecon.io.dicom.sources import SourceHeaders, read_source_headers
 from medrecon.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from medrecon.labels import Code, Label
 
-__all__ = ["NO_SEG_HINT", "read_source_headers", "write_dicom_seg"]
+__all__ = ["NO_SEG_HINT", "write_dicom_seg"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,106 +48,40 @@ NO_SEG_HINT = "keep the source DICOM files in place, or run without a DICOM SEG 
 #: Generic concept for labels without codes (3D Slicer's default "Tissue/Tissue").
 _TISSUE = ("85756007", "SCT", "Tissue")
 
-#: Type 2 attributes highdicom copies from the source; anonymised files may lack them.
-_TYPE2_PATIENT_STUDY = (
-    "PatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-)
-
 #: Positions (mm) closer than this count as the same plane.
 _POSITION_TOLERANCE_MM = 1e-3
 
 
-def read_source_headers(
-    files: Sequence[str | os.PathLike[str]], notes: list[str] | None = None
+def _source_headers(
+    source: Volume | Sequence[str | os.PathLike[str]], notes: list[str] | None
 ) -> list[pydicom.Dataset]:
-    """Read the source images' headers (no pixel data); raise InputError if unusable.
+    """The source images' headers, to change in memory; raise InputError if unusable.
 
-    UIDs that de-identified sources lack are generated in memory (see
-    :func:`medrecon.io.dicom.uids.fill_blank_uids`); what was made is appended to ``notes``.
+    UIDs that de-identified sources lack were generated in memory when the headers were
+    read (see :func:`medrecon.io.dicom.uids.fill_blank_uids`); the note saying so goes to
+    ``notes``.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    if not files:
+    if isinstance(source, Volume):
+        sources: SourceHeaders | None = source.meta.source_headers
+    else:
+        files = list(source)
+        try:
+            sources = read_source_headers(files) if files else None
+        except InputError as error:
+            # Chained to the reader's own cause (pydicom's error, or none), as before.
+            raise InputError(f"{error}; {NO_SEG_HINT}") from error.__cause__
+    if sources is None or not sources.datasets:
         raise InputError(
             "no source DICOM files are recorded for this volume, so a DICOM SEG cannot "
             f"reference them; {NO_SEG_HINT}"
         )
-    headers = []
-    for file in files:
-        try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
-        except FileNotFoundError:
-            raise InputError(
-                f"source DICOM file {file} is missing: a DICOM SEG must reference its "
-                f"source images; {NO_SEG_HINT}"
-            ) from None
-        except (InvalidDicomError, OSError, ValueError) as error:
-            raise InputError(
-                f"source DICOM file {file} cannot be read ({error}); {NO_SEG_HINT}"
-            ) from error
-        headers.append(ds)
-    try:
-        note = fill_blank_uids(headers)
-    except ValueError as error:
-        raise InputError(f"cannot reference the source images: {error}; {NO_SEG_HINT}") from error
-    if note is not None:
-        logger.warning("DICOM SEG: %s", note)
+    if sources.note is not None:
+        logger.warning("DICOM SEG: %s", sources.note)
         if notes is not None:
-            notes.append(f"DICOM SEG: {note}")
-    _check_headers(headers)
-    for ds in headers:
-        for keyword in _TYPE2_PATIENT_STUDY:
-            if keyword not in ds:
-                setattr(ds, keyword, None)  # empty value, as type 2 allows
-    return headers
-
-
-def _check_headers(headers: Sequence[pydicom.Dataset]) -> None:
-    first = headers[0]
-    series = first.get("SeriesInstanceUID")
-    for ds in headers:
-        if ds.get("SeriesInstanceUID") != series or ds.get("StudyInstanceUID") != first.get(
-            "StudyInstanceUID"
-        ):
-            raise InputError(
-                f"source files {headers[0].filename} and {ds.filename} belong to different "
-                f"series or studies; a DICOM SEG references one series; {NO_SEG_HINT}"
-            )
-    for ds in headers:
-        if "PerFrameFunctionalGroupsSequence" in ds:
-            _share_frame_geometry(ds)
-    shared = first.get("SharedFunctionalGroupsSequence", [{}])[0]
-    oriented = "ImageOrientationPatient" in first or "PlaneOrientationSequence" in shared
-    if "FrameOfReferenceUID" not in first or not oriented:
-        raise InputError(
-            f"source series {series} ({first.filename}) has no frame of reference or one "
-            f"shared plane orientation, so a DICOM SEG cannot be placed beside it; {NO_SEG_HINT}"
-        )
-
-
-def _share_frame_geometry(ds: pydicom.Dataset) -> None:
-    """Enhanced files often give orientation and pixel measures per frame; highdicom
-    reads them from the shared groups. Copy them there (in memory) when all frames agree."""
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    frames = ds.PerFrameFunctionalGroupsSequence
-    for keyword, attribute in (
-        ("PlaneOrientationSequence", "ImageOrientationPatient"),
-        ("PixelMeasuresSequence", "PixelSpacing"),
-    ):
-        if keyword in shared or keyword not in frames[0]:
-            continue
-        values = [np.asarray(getattr(f[keyword][0], attribute), dtype=float) for f in frames]
-        if all(np.allclose(v, values[0], atol=1e-5) for v in values):
-            setattr(shared, keyword, frames[0][keyword].value)
+            notes.append(f"DICOM SEG: {sources.note}")
+    if sources.problem is not None:
+        raise InputError(f"{sources.problem}; {NO_SEG_HINT}")
+    return sources.copied()
 
 
 def write_dicom_seg(
@@ -164,13 +99,13 @@ def write_dicom_seg(
 ) -> Path:
     """Write ``labels`` as a BINARY DICOM SEG at ``path`` (atomically) and return the path.
 
-    ``source`` is the source image Volume (its ``meta.source_files`` are read) or the
-    source files themselves. Raises :class:`~medrecon.errors.InputError` when the label
-    map holds values the table does not name, or the source files are missing or unusable.
-    Sources without UIDs get generated ones; ``warnings_out`` receives that warning.
+    ``source`` is the source image Volume (the headers its loader kept,
+    ``meta.source_headers``, are used) or the source files themselves (their headers are
+    read). Raises :class:`~medrecon.errors.InputError` when the label map holds values
+    the table does not name, or the source images are missing or unusable. Sources
+    without UIDs get generated ones; ``warnings_out`` receives that warning.
     """
-    files = source.meta.source_files if isinstance(source, Volume) else list(source)
-    headers = read_source_headers(files, warnings_out)
+    headers = _source_headers(source, warnings_out)
     for ds in headers:
         if "PerFrameFunctionalGroupsSequence" not in ds and ds.get("SliceThickness") is None:
             ds.SliceThickness = labels.spacing[2]  # in memory only: highdicom reads it

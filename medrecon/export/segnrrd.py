@@ -23,7 +23,8 @@ from medrecon.atomic import atomic_write_path
 from medrecon.errors import FormatError, InputError
 from medrecon.labels import Label
 from medrecon.labels.terminology_entry import label_codes_from_entry, terminology_entry
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume, VolumeMeta
 
 __all__ = ["read_seg_nrrd", "write_seg_nrrd"]
 

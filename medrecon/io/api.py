@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecon.errors import AmbiguousInputError, InputError, MedreconError, NoImageError
+from medrecon.io.archive import member_names
 from medrecon.io.report import ScanReport, SeriesSummary, SkippedFile
 from medrecon.volume import Volume
 
@@ -29,6 +30,8 @@ class LoadResult:
     volumes: list[Volume] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     n_files: int = 0
+    #: What was read: "dicom" (a folder, DICOMDIR or file), "zip", "nifti" or "itk".
+    input_kind: str = "dicom"
 
 
 def _suffix(path: Path) -> str:
@@ -118,18 +121,18 @@ def read(
     if p.is_file() and ext in _NIFTI:
         from medrecon.io.nifti import read_nifti
 
-        return LoadResult([read_nifti(p)], [], 1)
+        return LoadResult([read_nifti(p)], [], 1, input_kind="nifti")
     if p.is_file() and ext in _ITK:
         from medrecon.io.itk import read_itk
 
-        return LoadResult([read_itk(p)], [], 1)
+        return LoadResult([read_itk(p)], [], 1, input_kind="itk")
 
     from medrecon.io.dicom.group import group_slices
     from medrecon.io.dicom.scan import read_headers
     from medrecon.io.dicom.stack import assemble_stack
 
     with _dicom_files(p) as (files, names):
-        headers = read_headers(files, workers=workers)
+        headers = read_headers(files, workers=workers, keep_headers=True)
         skipped = list(headers.skipped)
         plans = apply_plan_rules(group_slices(headers.slices), derived_dwi=derived_dwi)
         if not plans:
@@ -151,23 +154,19 @@ def read(
                 if not names:
                     raise
                 # Name zip members, not the temporary folder that is about to vanish.
-                raise type(exc)(_replace_all(str(exc), names)) from exc
+                raise type(exc)(member_names(str(exc), names)) from exc
             skipped.extend(dropped)
             if names:
                 volume.meta.source_files = [_rename(f, names) for f in volume.meta.source_files]
-                volume.meta.warnings = [_replace_all(w, names) for w in volume.meta.warnings]
+                volume.meta.warnings = [member_names(w, names) for w in volume.meta.warnings]
+                if volume.meta.source_headers is not None:
+                    volume.meta.source_headers = volume.meta.source_headers.renamed(names)
             for warning in volume.meta.warnings:
                 log.warning("series %s: %s", volume.meta.series_number, warning)
             volumes.append(volume)
     skipped = [SkippedFile(_rename(s.path, names), s.reason) for s in skipped]
-    return LoadResult(volumes, skipped, headers.n_files)
-
-
-def _replace_all(text: str, names: dict[str, str]) -> str:
-    for tmp, shown in names.items():
-        if tmp in text:
-            text = text.replace(tmp, shown)
-    return text
+    kind = "zip" if not p.is_dir() and ext == ".zip" else "dicom"
+    return LoadResult(volumes, skipped, headers.n_files, input_kind=kind)
 
 
 def scan(

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from medrecon.errors import FormatError, UnsafeArchiveError
 
-__all__ = ["extracted_zip", "check_zip_members"]
+__all__ = ["extracted_zip", "check_zip_members", "member_names"]
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,12 @@ def extracted_zip(path: Path) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def member_names(text: str, names: dict[str, str]) -> str:
+    """``text`` with each extracted file's temporary path replaced by its shown name
+    (``names``: path -> ``archive.zip!member``), so messages outlive the extraction."""
+    for tmp, shown in names.items():
+        if tmp in text:
+            text = text.replace(tmp, shown)
+    return text

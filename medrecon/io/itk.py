@@ -11,7 +11,6 @@ from pathlib import Path
 
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import FormatError, InputError
-from medrecon.interop import volume_from_sitk, volume_to_sitk
 from medrecon.volume import Volume, VolumeMeta
 
 __all__ = ["ITK_SUFFIXES", "read_itk", "write_itk"]
@@ -54,7 +53,7 @@ def read_itk(path: str | os.PathLike[str]) -> Volume:
     name = path.name
     meta = VolumeMeta(description=name[: name.rfind(".")], source_files=[str(path)])
     try:
-        vol = volume_from_sitk(img, meta)
+        vol = Volume.from_sitk(img, meta)
     except FormatError as exc:
         raise FormatError(f"{path}: {exc}") from exc
     logger.debug("read %s: %r", path, vol)
@@ -67,7 +66,7 @@ def write_itk(vol: Volume, path: str | os.PathLike[str], compress: bool = True) 
 
     path = Path(path)
     _check_path(path, _WRITABLE_SUFFIXES)
-    img = volume_to_sitk(vol)
+    img = vol.to_sitk()
     with atomic_write_path(path) as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=compress)
     logger.debug("wrote %s", path)

@@ -12,7 +12,6 @@ from nibabel.filebasedimages import ImageFileError
 
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import FormatError, InputError
-from medrecon.interop import volume_from_nibabel
 from medrecon.volume import Volume, VolumeMeta
 
 __all__ = ["read_nifti", "write_nifti"]
@@ -45,7 +44,7 @@ def read_nifti(path: str | os.PathLike[str]) -> Volume:
     try:
         img = nib.load(path)
         # nibabel loads lazily: read the voxels here so corrupt data fails here.
-        vol = volume_from_nibabel(
+        vol = Volume.from_nibabel(
             img, VolumeMeta(description=_stem(path), source_files=[str(path)])
         )
     except FormatError as exc:

@@ -90,34 +90,10 @@ class _Clock:
             self._progress(name, seconds)
 
 
-def input_kind(path: Path) -> str:
-    """``dicom``, ``zip``, ``nifti`` or ``itk`` from the path alone."""
-    name = path.name.lower()
-    if path.is_file() and name.endswith((".nii", ".nii.gz")):
-        return "nifti"
-    if path.is_file() and name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
-        return "itk"
-    if path.is_file() and name.endswith(".zip"):
-        return "zip"
-    return "dicom"
-
-
-@contextmanager
-def _readable(path: Path, kind: str) -> Iterator[Path]:
-    """The path to read; a zip is unpacked for the whole run so DICOM SEG can
-    reference its files (they are needed after loading)."""
-    if kind != "zip":
-        yield path
-        return
-    from medrecon.io.archive import extracted_zip
-
-    with extracted_zip(path) as folder:
-        yield folder
-
-
 def _load_series(path: Path, modality, modalities, series, where: str, warnings: list[str]):
     """The volume to segment, chosen by :func:`medrecon.study.selection.choose_series`
-    (``modality`` None and ``modalities`` given for the auto pipeline)."""
+    (``modality`` None and ``modalities`` given for the auto pipeline), the choice, and
+    the input's kind (``dicom``, ``zip``, ``nifti`` or ``itk``, as the load found it)."""
     from medrecon.io.api import read
     from medrecon.study.selection import choose_series, describe_series
 
@@ -146,7 +122,7 @@ def _load_series(path: Path, modality, modalities, series, where: str, warnings:
             "Pass --series to choose a 3D series."
         )
     warnings.extend(volume.meta.warnings)
-    return volume, (picked[0] if picked else None)
+    return volume, (picked[0] if picked else None), result.input_kind
 
 
 def _check_paths(source: Path, outdir: Path, overwrite: bool) -> None:
@@ -198,9 +174,8 @@ def _volume_checks(labels: Volume, pipe: Pipeline) -> list[str]:
     return found
 
 
-def _plan(pipe: Pipeline, kind: str, options: OutputOptions) -> OutputPlan:
-    plan = OutputPlan.from_pipeline(pipe, options)
-    return plan.for_input(is_dicom=kind in ("dicom", "zip"))
+def _plan(pipe: Pipeline, options: OutputOptions) -> OutputPlan:
+    return OutputPlan.from_pipeline(pipe, options)
 
 
 def _auto_candidates(options: OutputOptions) -> list[str]:
@@ -260,7 +235,6 @@ def run_study(
         started = datetime.now(timezone.utc)
         clock = _Clock(progress)
         warnings: list[str] = []
-        kind = input_kind(source)
         ref = as_model_ref(model, pipeline=pipeline)
         auto = segmenter is None and is_auto(ref)
         modalities = None
@@ -269,43 +243,43 @@ def run_study(
         else:
             # An explicit model is read first: a bad one fails before the study is read.
             config, why = _config(ref, segmenter, segmenters)
-            plan = _plan(config, kind, options)
-        with _readable(source, kind) as readable:
-            # --force lifts the modality filter: any series may be chosen, with a warning.
-            modality = None if auto or force else config.modality
-            with clock.stage("load"):
-                volume, chosen = _load_series(
-                    readable,
-                    modality,
-                    modalities,
-                    series,
-                    str(source),
-                    warnings,
-                )
-            if auto:
-                auto_choice = choose_pipeline(volume, where=str(source))
-                warnings.extend(auto_choice.warnings)
-                why = auto_choice.reason
-                ref = ref.with_ref(auto_choice.path)
-                config, _ = _config(ref, None, segmenters)
-                plan = _plan(config, kind, options)
-            domain = check_domain(volume, config, where=str(source), force=force)
-            warnings.extend(domain.warnings)
-            with clock.stage("load_model"):
-                seg_engine = _segmenter_for(config, ref, segmenter, segmenters, device)
-            pipe: Pipeline = seg_engine.pipeline
-            logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
-            with clock.stage("segment"):
-                seg = seg_engine(volume)
-            warnings.extend(seg.warnings)
-            warnings.extend(_volume_checks(seg.labels, pipe))
-            for name, seconds in seg.timings.items():
-                clock.timings[f"segment.{name}"] = seconds
-            try:
-                written = write_outputs(tmp, plan, volume, seg, stage=clock.stage)
-            except OSError as exc:
-                raise write_failure(outdir, exc) from exc
-            warnings.extend(written.warnings)
+            plan = _plan(config, options)
+        # --force lifts the modality filter: any series may be chosen, with a warning.
+        modality = None if auto or force else config.modality
+        with clock.stage("load"):
+            volume, chosen, kind = _load_series(
+                source,
+                modality,
+                modalities,
+                series,
+                str(source),
+                warnings,
+            )
+        if auto:
+            auto_choice = choose_pipeline(volume, where=str(source))
+            warnings.extend(auto_choice.warnings)
+            why = auto_choice.reason
+            ref = ref.with_ref(auto_choice.path)
+            config, _ = _config(ref, None, segmenters)
+            plan = _plan(config, options)
+        plan = plan.for_input(is_dicom=kind in ("dicom", "zip"))
+        domain = check_domain(volume, config, where=str(source), force=force)
+        warnings.extend(domain.warnings)
+        with clock.stage("load_model"):
+            seg_engine = _segmenter_for(config, ref, segmenter, segmenters, device)
+        pipe: Pipeline = seg_engine.pipeline
+        logger.info("%s: pipeline %s (%s)", source, pipe.name, why)
+        with clock.stage("segment"):
+            seg = seg_engine(volume)
+        warnings.extend(seg.warnings)
+        warnings.extend(_volume_checks(seg.labels, pipe))
+        for name, seconds in seg.timings.items():
+            clock.timings[f"segment.{name}"] = seconds
+        try:
+            written = write_outputs(tmp, plan, volume, seg, stage=clock.stage)
+        except OSError as exc:
+            raise write_failure(outdir, exc) from exc
+        warnings.extend(written.warnings)
         result = RunResult(
             outdir=outdir,
             status="complete",

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medrecon.io.dicom.records import SliceHeader, with_position
+from medrecon.io.dicom.sources import keep_for_reference
 from medrecon.io.dicom.uids import NON_IMAGE_MODALITIES, missing_uids, series_fallback_uid
 from medrecon.io.dicom.values import (
     SkipFile,
@@ -286,9 +287,11 @@ def _multi_frame(ds: Dataset, base: dict[str, Any]) -> list[SliceHeader]:
     return out
 
 
-def read_slice_headers(path: str) -> list[SliceHeader]:
+def read_slice_headers(path: str, *, keep_header: bool = False) -> list[SliceHeader]:
     """All slices stored in the DICOM file at ``path`` (headers only).
 
+    ``keep_header``: the records carry the file's header (``SliceHeader.header``,
+    trimmed by :func:`~medrecon.io.dicom.sources.keep_for_reference`) for a DICOM SEG.
     Raises ``SkipFile`` with the reason for a file that is not a stackable image
     (not DICOM, a localizer, a report, a DICOMDIR, damaged header...).
     """
@@ -296,11 +299,17 @@ def read_slice_headers(path: str) -> list[SliceHeader]:
     try:
         _classify(ds)
         base = _base_record(ds, path)
+        if keep_header:
+            base["header"] = ds
         if base["n_frames"] > 1 or "PerFrameFunctionalGroupsSequence" in ds:
-            return _multi_frame(ds, base)
-        return _single_frame(ds, base)
+            records = _multi_frame(ds, base)
+        else:
+            records = _single_frame(ds, base)
     except SkipFile:
         raise
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         # Values pydicom cannot parse (nonsense in a numeric element) land here too.
         raise SkipFile(f"incomplete image header ({type(exc).__name__}: {exc})") from exc
+    if keep_header:
+        keep_for_reference(ds)  # after the records: they read private (vendor) tags
+    return records

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from medrecon.io.dicom.vendor import VendorInfo
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pydicom.dataset import Dataset
 
 __all__ = ["SliceHeader", "with_position"]
 
@@ -56,6 +59,9 @@ class SliceHeader:
     #: UIDs blank or missing in the file (see uids.py); series_uid is then derived.
     uid_fallback: tuple[str, ...] = ()
     body_part: str = ""  # BodyPartExamined, checked against the pipeline's body_parts
+    #: The file's header as a DICOM SEG references it (sources.py), when the read kept it;
+    #: the records of one file share it.
+    header: Dataset | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pydicom
@@ -62,18 +63,25 @@ def dicomdir_files(dicomdir: Path) -> list[Path]:
     return out
 
 
-def _read_one(path: str) -> tuple[list[SliceHeader], str | None]:
+def _read_one(path: str, keep_headers: bool = False) -> tuple[list[SliceHeader], str | None]:
     try:
-        return read_slice_headers(path), None
+        return read_slice_headers(path, keep_header=keep_headers), None
     except SkipFile as skip:
         return [], skip.reason
     except OSError as exc:
         return [], f"cannot read file ({exc.strerror or exc})"
 
 
-def read_headers(files: Iterable[Path], workers: int | None = None) -> HeaderScan:
-    """Read the headers of ``files``; unreadable and non-image files are listed as skipped."""
+def read_headers(
+    files: Iterable[Path], workers: int | None = None, *, keep_headers: bool = False
+) -> HeaderScan:
+    """Read the headers of ``files``; unreadable and non-image files are listed as skipped.
+
+    ``keep_headers``: the slice records carry their file's header, for a DICOM SEG
+    of the volume they make (a scan, which makes no volume, leaves them out).
+    """
     paths = [str(p) for p in files]
+    read_one = partial(_read_one, keep_headers=keep_headers)
     scan = HeaderScan(n_files=len(paths))
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n_workers > 1 and multiprocessing.current_process().daemon:
@@ -83,10 +91,10 @@ def read_headers(files: Iterable[Path], workers: int | None = None) -> HeaderSca
     if n_workers > 1 and len(paths) >= _PARALLEL_MIN_FILES:
         chunk = max(8, len(paths) // (n_workers * 4))
         with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            reading = pool.map(_read_one, paths, chunksize=chunk)
+            reading = pool.map(read_one, paths, chunksize=chunk)
             results = list(counted(reading, "headers", len(paths)))
     else:
-        results = [_read_one(p) for p in counted(paths, "headers", len(paths))]
+        results = [read_one(p) for p in counted(paths, "headers", len(paths))]
     for path, (slices, reason) in zip(paths, results):
         if reason is not None:
             scan.skipped.append(SkippedFile(path, reason))

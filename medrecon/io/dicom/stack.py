@@ -19,9 +19,11 @@ from medrecon.io.dicom.group import StackPlan, orientation_name
 from medrecon.io.dicom.pixels import decode_slices, rescale_stack
 from medrecon.io.dicom.records import SliceHeader
 from medrecon.io.dicom.resample import resample_stack
+from medrecon.io.dicom.sources import source_headers
 from medrecon.io.dicom.uids import fallback_warning, missing_in_records
 from medrecon.io.report import SeriesSummary, SkippedFile
-from medrecon.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medrecon.space import LPS_TO_RAS
+from medrecon.volume import Volume, VolumeMeta
 
 __all__ = ["assemble_stack", "summarize_stack"]
 
@@ -150,16 +152,52 @@ def assemble_stack(
     ``philips_scaling``: "precise" (Philips floating-point values, as dcm2niix) or
     "display" (RescaleSlope/Intercept only); see ``philips.scale_factors``.
     """
-    copies = [c for _, c in plan.copies]
-    records = plan.records
-    arrays, failures = decode_slices(records + copies)
-    pixels = {id(r): a for r, a in zip(records + copies, arrays)}
+    pixels, failures = _decode(plan)
+    warnings, dropped = _failure_notes(plan, failures)
+    _check_copies(plan, pixels, warnings)
+    good = _decoded_records(plan, pixels, failures)
+    facts = vendor_rules.plan_facts(plan)
+    if flipped := vendor_rules.flip_reversed_rows(good, pixels):  # GE epi_pepolar
+        facts["RowsFlippedBack"] = flipped
+    frames, groups = _drop_duplicates(plan, good, pixels, warnings)
+    geometry = _checked_geometry(plan, groups, uneven=uneven, tilt=tilt)
+    warnings = geometry.warnings + vendor_rules.plan_notes(plan) + warnings
+    warnings += sorted({r.vendor.note for r in good if r.vendor.note})  # e.g. UIH grid
+    if (note := fallback_warning([r for g in groups for r in g])) is not None:
+        warnings.append(note)
+
+    ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
+    values = _values(plan, ordered, pixels, frames, philips_scaling, facts, warnings)
+    pixels.clear()  # the stored slices are no longer needed: free them before resampling
+    array = _place(values, geometry, frames, colour=plan.first.samples_per_pixel > 1)
+    if geometry.needs_resampling and values.dtype.kind in "iu":
+        warnings.append("resampled values rounded to integers to keep the stored type")
+    meta = _volume_meta(plan, ordered, groups, geometry, warnings, facts)
+    return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped
+
+
+def _decode(plan: StackPlan) -> tuple[dict[int, np.ndarray | None], dict[str, str]]:
+    """Stored pixels of every record and copy (by ``id``; None where its file failed)
+    and ``{path: reason}`` for the files that could not be decoded."""
+    records = plan.records + [c for _, c in plan.copies]
+    arrays, failures = decode_slices(records)
+    return {id(r): a for r, a in zip(records, arrays)}, failures
+
+
+def _failure_notes(
+    plan: StackPlan, failures: dict[str, str]
+) -> tuple[list[str], list[SkippedFile]]:
+    """Warnings for the undecodable files, and every file dropped from the stack."""
     warnings: list[str] = []
     dropped: list[SkippedFile] = vendor_rules.plan_dropped(plan)  # e.g. Philips trace files
-
     for path, reason in sorted(failures.items()):
         warnings.append(f"unreadable file {path} dropped ({reason}); treated as a missing slice")
         dropped.append(SkippedFile(path, f"corrupt or truncated pixel data: {reason}"))
+    return warnings, dropped
+
+
+def _check_copies(plan: StackPlan, pixels: dict[int, np.ndarray], warnings: list[str]) -> None:
+    """Re-reads of one SOP instance must hold the same pixels; they are then dropped."""
     for kept, copy in plan.copies:
         if pixels.get(id(copy)) is None or pixels.get(id(kept)) is None:
             continue
@@ -171,44 +209,64 @@ def assemble_stack(
     if plan.copies:
         warnings.append(
             f"{len(plan.copies)} duplicate file(s) of the same image dropped: "
-            + ", ".join(sorted({c.path for c in copies})[:5])
+            + ", ".join(sorted({c.path for _, c in plan.copies})[:5])
         )
 
-    good = [r for r in records if pixels.get(id(r)) is not None]
+
+def _decoded_records(
+    plan: StackPlan, pixels: dict[int, np.ndarray | None], failures: dict[str, str]
+) -> list[SliceHeader]:
+    """The records whose pixels decoded; none at all is an error."""
+    good = [r for r in plan.records if pixels.get(id(r)) is not None]
     if not good:
         raise DicomError(
-            f"{_where(records[0])}: no slice could be decoded "
+            f"{_where(plan.records[0])}: no slice could be decoded "
             f"({len(failures)} file(s) failed, e.g. {next(iter(failures.values()), '?')})."
         )
-    flipped = vendor_rules.flip_reversed_rows(good, pixels)  # GE epi_pepolar
+    return good
+
+
+def _drop_duplicates(
+    plan: StackPlan,
+    good: list[SliceHeader],
+    pixels: dict[int, np.ndarray],
+    warnings: list[str],
+) -> tuple[int, list[list[SliceHeader]]]:
+    """Frames per position and the position groups, each holding one slice per frame.
+
+    4D: time frames that repeat an earlier one are dropped. 3D: slices sharing a
+    position must hold the same pixels (else DuplicateSliceError); the copies go.
+    """
     frames, groups = _layout(plan.position_groups(good))
     if frames > 1:
         groups, repeats = _drop_repeated_frames(groups, pixels)
-        frames = len(groups[0])
         if repeats:
             warnings.append(
                 f"{repeats} repeated frame(s) identical to an earlier one dropped (same "
                 "pixels and the same acquisition and instance numbers: the same images "
                 "stored more than once)"
             )
-    if frames == 1:
-        kept_groups = []
-        for g in groups:
-            for other in g[1:]:
-                if not _same(pixels[id(g[0])], pixels[id(other)]):
-                    raise DuplicateSliceError(
-                        f"{_where(g[0])}: {g[0].location} and {other.location} lie at the same "
-                        "position but hold different pixels. If they are separate acquisitions, "
-                        "move one to its own folder; otherwise remove the wrong file."
-                    )
-            if len(g) > 1:
-                warnings.append(
-                    f"duplicate slice at the position of {g[0].location} dropped "
-                    f"({', '.join(o.location for o in g[1:])}: identical pixels)"
+        return len(groups[0]), groups
+    for g in groups:
+        for other in g[1:]:
+            if not _same(pixels[id(g[0])], pixels[id(other)]):
+                raise DuplicateSliceError(
+                    f"{_where(g[0])}: {g[0].location} and {other.location} lie at the same "
+                    "position but hold different pixels. If they are separate acquisitions, "
+                    "move one to its own folder; otherwise remove the wrong file."
                 )
-            kept_groups.append([g[0]])
-        groups = kept_groups
+        if len(g) > 1:
+            warnings.append(
+                f"duplicate slice at the position of {g[0].location} dropped "
+                f"({', '.join(o.location for o in g[1:])}: identical pixels)"
+            )
+    return 1, [[g[0]] for g in groups]
 
+
+def _checked_geometry(
+    plan: StackPlan, groups: list[list[SliceHeader]], *, uneven: str, tilt: str
+) -> StackGeometry:
+    """The stack's grid; uneven spacing or a tilt is refused when the caller said so."""
     geometry = _geometry(plan, [g[0] for g in groups])
     where = _where(plan.first)
     if uneven == "error" and (geometry.uneven or geometry.missing_slices):
@@ -221,30 +279,37 @@ def assemble_stack(
             f"{where}: slices are sheared by a gantry tilt of {geometry.tilt_deg:.2f} degrees; "
             "load with tilt='correct' (the default) to resample onto an orthogonal grid."
         )
-    warnings = geometry.warnings + vendor_rules.plan_notes(plan) + warnings
-    warnings += sorted({r.vendor.note for r in good if r.vendor.note})  # e.g. UIH grid
-    if (note := fallback_warning([r for g in groups for r in g])) is not None:
-        warnings.append(note)
+    return geometry
 
-    ordered = [g[t] for t in range(frames) for g in groups]  # frame-major
-    colour = plan.first.samples_per_pixel > 1
-    facts = vendor_rules.plan_facts(plan)
-    if flipped:
-        facts["RowsFlippedBack"] = flipped
-    if colour:
+
+def _values(
+    plan: StackPlan,
+    ordered: list[SliceHeader],
+    pixels: dict[int, np.ndarray],
+    frames: int,
+    philips_scaling: str,
+    facts: dict[str, object],
+    warnings: list[str],
+) -> np.ndarray:
+    """Slices in ``ordered`` as one ``(slices, rows, cols[, 3])`` array of real values:
+    colour samples as stored, grey values rescaled (the scaling goes into ``facts``)."""
+    if plan.first.samples_per_pixel > 1:
         if frames > 1:
             raise DicomError(
-                f"{where}: a colour series with {frames} frames per position; medrecon "
-                "loads colour as one (i, j, k, 3) volume. Split the frames into folders."
+                f"{_where(plan.first)}: a colour series with {frames} frames per position; "
+                "medrecon loads colour as one (i, j, k, 3) volume. Split the frames into folders."
             )
-        values = stack_colour([pixels[id(r)] for r in ordered], where)
-    else:
-        slopes, intercepts, scaling, notes = vendor_rules.scale_factors(ordered, philips_scaling)
-        values = rescale_stack([pixels[id(r)] for r in ordered], slopes, intercepts)
-        facts.update(scaling)
-        warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
-    pixels.clear()  # the stored slices are no longer needed: free them before resampling
-    n = len(groups)
+        return stack_colour([pixels[id(r)] for r in ordered], _where(plan.first))
+    slopes, intercepts, scaling, notes = vendor_rules.scale_factors(ordered, philips_scaling)
+    values = rescale_stack([pixels[id(r)] for r in ordered], slopes, intercepts)
+    facts.update(scaling)
+    warnings += notes + [n for n in [vendor_rules.precise_note(scaling)] if n]
+    return values
+
+
+def _place(values: np.ndarray, geometry: StackGeometry, frames: int, *, colour: bool) -> np.ndarray:
+    """The ``(i, j, k[, t | 3])`` array: each frame's slices put on the target grid."""
+    n = len(values) // frames
     volumes = []
     for t in range(frames):
         block = values[t * n : (t + 1) * n]  # (slices, rows, cols[, 3])
@@ -257,12 +322,21 @@ def assemble_stack(
             volumes.append(np.swapaxes(grid, 0, 1))
         else:
             volumes.append(np.swapaxes(block, 0, 2))  # (cols, rows, slices[, 3])
-    array = volumes[0] if frames == 1 else np.stack(volumes, axis=-1)
-    if geometry.needs_resampling and values.dtype.kind in "iu":
-        warnings.append("resampled values rounded to integers to keep the stored type")
+    return volumes[0] if frames == 1 else np.stack(volumes, axis=-1)
 
+
+def _volume_meta(
+    plan: StackPlan,
+    ordered: list[SliceHeader],
+    groups: list[list[SliceHeader]],
+    geometry: StackGeometry,
+    warnings: list[str],
+    facts: dict[str, object],
+) -> VolumeMeta:
     first = plan.first
-    meta = VolumeMeta(
+    colour = first.samples_per_pixel > 1
+    frames = len(ordered) // len(groups)
+    return VolumeMeta(
         modality=first.modality,
         series_uid=first.series_uid,
         series_number=first.series_number,
@@ -270,6 +344,7 @@ def assemble_stack(
         study_uid=first.study_uid or None,
         frame_of_reference_uid=first.frame_of_reference_uid,
         source_files=sorted({r.path for r in ordered}),
+        source_headers=source_headers(ordered),
         warnings=warnings,
         distinguishing=dict(plan.distinguishing),
         frame_axis=COLOUR_AXIS if colour else (_frame_axis(groups) if frames > 1 else None),
@@ -285,4 +360,3 @@ def assemble_stack(
             **({"body_part": first.body_part} if first.body_part else {}),
         },
     )
-    return Volume(array, LPS_TO_RAS @ geometry.affine_lps(), meta), dropped
