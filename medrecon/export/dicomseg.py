@@ -31,6 +31,7 @@ import numpy as np
 from medrecon.atomic import atomic_write_path
 from medrecon.errors import InputError
 from medrecon.io.dicom.sources import SourceHeaders, read_source_headers
+from medrecon.labels.terminology import TISSUE  # labels without codes: Slicer's default
 from medrecon.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -44,9 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: What to tell a user whose source images cannot be used.
 NO_SEG_HINT = "keep the source DICOM files in place, or run without a DICOM SEG (--no-dicom-seg)"
-
-#: Generic concept for labels without codes (3D Slicer's default "Tissue/Tissue").
-_TISSUE = ("85756007", "SCT", "Tissue")
 
 #: Positions (mm) closer than this count as the same plane.
 _POSITION_TOLERANCE_MM = 1e-3
@@ -229,11 +227,10 @@ def _segment_labelmap(
     return lut[array], present
 
 
-def _coded(code: Code | None, fallback: tuple[str, str, str]) -> Any:
+def _coded(code: Code | None, fallback: Code = TISSUE) -> Any:
     from highdicom.sr import CodedConcept
 
-    if code is None:
-        return CodedConcept(*fallback)
+    code = code or fallback
     return CodedConcept(code.value, code.scheme, code.meaning)
 
 
@@ -252,15 +249,15 @@ def _segment_description(number: int, label: Label, pipeline_name: str, version:
     description = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=label.name[:64],
-        segmented_property_category=_coded(label.category if typed else None, _TISSUE),
-        segmented_property_type=_coded(label.type, _TISSUE),
+        segmented_property_category=_coded(label.category if typed else None),
+        segmented_property_type=_coded(label.type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in label.color)),
     )
     if label.type_modifier is not None:
         type_item = description.SegmentedPropertyTypeCodeSequence[0]
-        type_item.SegmentedPropertyTypeModifierCodeSequence = [_coded(label.type_modifier, _TISSUE)]
+        type_item.SegmentedPropertyTypeModifierCodeSequence = [_coded(label.type_modifier)]
     return description
 
 
