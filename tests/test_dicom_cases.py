@@ -312,6 +312,26 @@ def test_two_series_pick_by_number(two_series: Path, original: Volume, series) -
         medrecon.load(two_series, series=999)
 
 
+def test_two_series_pick_decodes_only_the_chosen_series(two_series: Path, monkeypatch) -> None:
+    from medrecon.io.dicom import stack
+
+    decoded: list[set[int | None]] = []
+
+    def spy(records, *args, **kwargs):
+        decoded.append({r.series_number for r in records})
+        return decode(records, *args, **kwargs)
+
+    decode = stack.decode_slices
+    monkeypatch.setattr(stack, "decode_slices", spy)
+    volume = medrecon.load(two_series, series=301)
+    assert volume.meta.series_number == 301
+    assert decoded == [{301}]  # series 201's pixels were never decoded
+    decoded.clear()
+    with pytest.raises(InputError, match=r"no series 999.*#201 'STD BRAIN 5MM'.*#301"):
+        medrecon.load(two_series, series=999)
+    assert decoded == []
+
+
 def test_two_series_scan(two_series: Path) -> None:
     report = medrecon.scan(two_series)
     assert report.n_files == 2 * N_SLICES

@@ -187,21 +187,7 @@ def scan(
     check_options(philips_scaling, derived_dwi)
     ext = _suffix(p)
     if p.is_file() and (ext in _NIFTI or ext in _ITK):
-        from medrecon.io.report import SeriesSummary
-
-        vol = read(p).volumes[0]
-        summary = SeriesSummary(
-            series_uid="",
-            series_number=None,
-            description=vol.meta.description,
-            modality=vol.meta.modality or "",
-            shape=vol.shape,
-            spacing=vol.spacing,
-            n_slices=vol.shape[2],
-            n_files=1,
-            orientation="".join(vol.orientation_codes()),
-        )
-        return ScanReport(str(p), 1, [summary], [])
+        return ScanReport(str(p), 1, [_summary(read(p).volumes[0])], [])
 
     from medrecon.io.dicom.group import group_slices
     from medrecon.io.dicom.scan import read_headers
@@ -222,32 +208,55 @@ def load_all(path: str | Path, **options) -> list[Volume]:
     return read(path, **options).volumes
 
 
-def _matches(volume: Volume, series: str | int) -> bool:
-    text = str(series)
-    return text == (volume.meta.series_uid or "") or (
-        volume.meta.series_number is not None and text == str(volume.meta.series_number)
-    )
-
-
 def load(path: str | Path, *, series: str | int | None = None, **options) -> Volume:
-    """The one volume under ``path``; ``series`` (UID or number) picks one of several."""
-    volumes = read(path, **options).volumes
-    if series is not None:
-        chosen = [v for v in volumes if _matches(v, series)]
-        if not chosen:
-            raise InputError(f"{path}: no series {series!r}; found: {_listing(volumes)}")
-        volumes = chosen
+    """The one volume under ``path``; ``series`` (UID or number) picks one of several.
+
+    The choice is made on the header summaries (``read(select=...)``), so the other
+    series' pixels are never decoded.
+    """
+    if series is None:
+        volumes = read(path, **options).volumes
+    else:
+        found: list[SeriesSummary] = []
+
+        def select(summaries: list[SeriesSummary]) -> list[int]:
+            found.extend(summaries)
+            return [i for i, s in enumerate(summaries) if s.matches(series)]
+
+        volumes = read(path, select=select, **options).volumes
+        if not found:  # NIfTI/ITK: one volume, read whole; nothing to choose beforehand
+            found = [_summary(v) for v in volumes]
+            volumes = [v for v, s in zip(volumes, found) if s.matches(series)]
+        if not volumes:
+            raise InputError(f"{path}: no series {series!r}; found: {_listing(found)}")
     if len(volumes) > 1:
+        listing = _listing([_summary(v) for v in volumes])
         raise AmbiguousInputError(
-            f"{path} holds {len(volumes)} volumes: {_listing(volumes)}. Pass series=<number or "
+            f"{path} holds {len(volumes)} volumes: {listing}. Pass series=<number or "
             "UID> to choose one, or use medrecon.load_all()."
         )
     return volumes[0]
 
 
-def _listing(volumes: list[Volume]) -> str:
+def _summary(vol: Volume) -> SeriesSummary:
+    """A loaded volume described as a scan would (a NIfTI/ITK file is one series)."""
+    return SeriesSummary(
+        series_uid=vol.meta.series_uid or "",
+        series_number=vol.meta.series_number,
+        description=vol.meta.description,
+        modality=vol.meta.modality or "",
+        shape=vol.shape,
+        spacing=vol.spacing,
+        n_slices=vol.shape[2],
+        n_files=max(1, len(vol.meta.source_files)),
+        orientation="".join(vol.orientation_codes()),
+        distinguishing=dict(vol.meta.distinguishing),
+    )
+
+
+def _listing(summaries: list[SeriesSummary]) -> str:
     parts = []
-    for v in volumes:
-        extra = "".join(f", {k}={val}" for k, val in v.meta.distinguishing.items())
-        parts.append(f"#{v.meta.series_number} '{v.meta.description}'{extra} {v.shape}")
+    for s in summaries:
+        extra = "".join(f", {k}={val}" for k, val in s.distinguishing.items())
+        parts.append(f"#{s.series_number} '{s.description}'{extra} {s.shape}")
     return "; ".join(parts)

@@ -34,6 +34,13 @@ class SeriesSummary:
     #: "rgb" for a colour volume (i, j, k, 3); other 4D axes are not named from headers.
     frame_axis: str | None = None
 
+    def matches(self, series: str | int) -> bool:
+        """True when ``series`` (its UID, or its number as int or text) names this one."""
+        text = str(series)
+        return text == (self.series_uid or "") or (
+            self.series_number is not None and text == str(self.series_number)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)

@@ -41,12 +41,6 @@ def describe_series(s: SeriesSummary) -> str:
     return f"#{s.series_number} '{s.description}' {s.modality} {s.orientation} {shape}{extra}"
 
 
-def _matches(s: SeriesSummary, series: str) -> bool:
-    return series == s.series_uid or (
-        s.series_number is not None and series == str(s.series_number)
-    )
-
-
 _NO_PIPELINE = "no shipped pipeline for it"
 
 
@@ -88,7 +82,7 @@ def choose_series(
     """
     indices = list(range(len(summaries)))
     if series is not None:
-        indices = [i for i in indices if _matches(summaries[i], str(series))]
+        indices = [i for i in indices if summaries[i].matches(series)]
         if not indices:
             found = "; ".join(describe_series(s) for s in summaries)
             raise NoImageError(f"{where}: no series {series!r}; found: {found}")
