@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrecon.reconstruct import SliceProfile, profile_from_volume
-from medrecon.reconstruct.degrade import (
+from medrecon.superres import SliceProfile, profile_from_volume
+from medrecon.superres.degrade import (
     degrade_axis,
     simulate_stack,
     slice_centres,

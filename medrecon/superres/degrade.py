@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from medrecon.reconstruct.profile import SliceProfile
+from medrecon.superres.profile import SliceProfile
 from medrecon.volume import Volume
 
 __all__ = ["degrade_axis", "simulate_stack", "slice_centres", "weight_matrix"]

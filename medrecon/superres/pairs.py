@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medrecon.reconstruct.degrade import degrade_axis, slice_centres
-from medrecon.reconstruct.profile import SliceProfile
+from medrecon.superres.degrade import degrade_axis, slice_centres
+from medrecon.superres.profile import SliceProfile
 from medrecon.volume import Volume
 
 __all__ = ["DegradedAxis", "TrainingPairs", "degrade_in_plane", "make_pairs", "upsample_axis"]

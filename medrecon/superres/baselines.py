@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from medrecon.reconstruct.grid import OutputGrid, resample_to
+from medrecon.superres.grid import OutputGrid, resample_to
 from medrecon.volume import Volume
 
 __all__ = ["METHODS", "body_mask", "interpolate", "psnr", "ssim"]

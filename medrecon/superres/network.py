@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medrecon.reconstruct.pairs import TrainingPairs
+from medrecon.superres.pairs import TrainingPairs
 
 __all__ = ["FineTuneReport", "apply_views", "build_network", "fine_tune", "flops_per_pixel"]
 

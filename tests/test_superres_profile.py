@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from medrecon.reconstruct import ReconstructError, SliceProfile, profile_from_volume, thick_axis
+from medrecon.superres import ReconstructError, SliceProfile, profile_from_volume, thick_axis
 from medrecon.volume import Volume, VolumeMeta
 
 
@@ -69,7 +69,7 @@ def test_profile_from_header_names_the_gap():
 
 
 def test_missing_thickness_assumes_spacing_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="medrecon.reconstruct.profile"):
+    with caplog.at_level(logging.WARNING, logger="medrecon.superres.profile"):
         profile, axis, warnings = profile_from_volume(_stack((5.0, 1.0, 1.0)), kind="gaussian")
     assert (axis, profile.thickness, profile.spacing, profile.kind) == (0, 5.0, 5.0, "gaussian")
     assert any("assumed equal to the slice spacing" in w for w in warnings)

@@ -6,7 +6,7 @@ the interpolation baselines and metrics (:mod:`.baselines`) and self-supervised
 training pairs (:mod:`.pairs`). See docs/reconstruct.md.
 """
 
-from medrecon.reconstruct.profile import (
+from medrecon.superres.profile import (
     ReconstructError,
     SliceProfile,
     profile_from_volume,

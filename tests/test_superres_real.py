@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrecon.reconstruct import SliceProfile, profile_from_volume
-from medrecon.reconstruct.baselines import body_mask, interpolate, psnr, ssim
-from medrecon.reconstruct.degrade import simulate_stack
-from medrecon.reconstruct.grid import isotropic_grid, like_grid
+from medrecon.superres import SliceProfile, profile_from_volume
+from medrecon.superres.baselines import body_mask, interpolate, psnr, ssim
+from medrecon.superres.degrade import simulate_stack
+from medrecon.superres.grid import isotropic_grid, like_grid
 from medrecon.volume import Volume
 
 
@@ -74,7 +74,7 @@ def test_real_dicom_ct_profile_from_its_header(shared_data):
 
 
 def test_real_4d_mr_series_is_refused(shared_data):
-    from medrecon.reconstruct import ReconstructError
+    from medrecon.superres import ReconstructError
 
     v = _dicom(shared_data, "mr-orientation")[0]
     if v.array.ndim != 4:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrecon.reconstruct import SliceProfile
-from medrecon.reconstruct.degrade import degrade_axis
-from medrecon.reconstruct.pairs import degrade_in_plane, make_pairs, upsample_axis
+from medrecon.superres import SliceProfile
+from medrecon.superres.degrade import degrade_axis
+from medrecon.superres.pairs import degrade_in_plane, make_pairs, upsample_axis
 from medrecon.volume import Volume
 
 

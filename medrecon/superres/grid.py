@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.reconstruct.profile import thick_axis
+from medrecon.superres.profile import thick_axis
 from medrecon.volume import Volume
 
 __all__ = ["OutputGrid", "in_plane_spacing", "isotropic_grid", "like_grid", "resample_to"]

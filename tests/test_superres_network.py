@@ -7,17 +7,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from medrecon.reconstruct import SliceProfile, profile_from_volume  # noqa: E402
-from medrecon.reconstruct.baselines import interpolate, psnr  # noqa: E402
-from medrecon.reconstruct.degrade import simulate_stack  # noqa: E402
-from medrecon.reconstruct.grid import like_grid  # noqa: E402
-from medrecon.reconstruct.network import (  # noqa: E402
+from medrecon.superres import SliceProfile, profile_from_volume  # noqa: E402
+from medrecon.superres.baselines import interpolate, psnr  # noqa: E402
+from medrecon.superres.degrade import simulate_stack  # noqa: E402
+from medrecon.superres.grid import like_grid  # noqa: E402
+from medrecon.superres.network import (  # noqa: E402
     apply_views,
     build_network,
     fine_tune,
     flops_per_pixel,
 )
-from medrecon.reconstruct.pairs import make_pairs  # noqa: E402
+from medrecon.superres.pairs import make_pairs  # noqa: E402
 from medrecon.volume import Volume  # noqa: E402
 
 
