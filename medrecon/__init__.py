@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from medrecon.models.segment import segment
     from medrecon.study.output_options import OutputOptions
     from medrecon.study.runner import run_study
+    from medrecon.superres.api import reconstruct
     from medrecon.volume import Volume, VolumeMeta
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "load",
     "load_all",
+    "reconstruct",
     "run_study",
     "scan",
     "segment",
@@ -45,6 +47,7 @@ _LAZY = {
     "load_all": "medrecon.io",
     "scan": "medrecon.io",
     "run_study": "medrecon.study.runner",
+    "reconstruct": "medrecon.superres.api",
     "segment": "medrecon.models.segment",
     "ModelRef": "medrecon.models.ref",
     "OutputOptions": "medrecon.study.output_options",

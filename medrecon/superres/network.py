@@ -82,20 +82,27 @@ class FineTuneReport:
 
 
 def fine_tune(
-    net, pairs: TrainingPairs, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, seed=0
+    net,
+    pairs: TrainingPairs,
+    *,
+    steps: int = 200,
+    batch: int = 16,
+    lr: float = 1e-3,
+    seed=0,
+    device: str = "cpu",
 ) -> FineTuneReport:
     """Train ``net`` in place with MSE on ``pairs`` for ``steps`` Adam steps."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    x_all = torch.from_numpy(pairs.inputs)
-    y_all = torch.from_numpy(pairs.targets)
+    x_all = torch.from_numpy(pairs.inputs).to(device)
+    y_all = torch.from_numpy(pairs.targets).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     report = FineTuneReport(steps)
     start = time.perf_counter()
     net.train()
     for _ in range(steps):
-        idx = torch.randint(0, len(x_all), (min(batch, len(x_all)),), generator=gen)
+        idx = torch.randint(0, len(x_all), (min(batch, len(x_all)),), generator=gen).to(device)
         pred = net(x_all[idx])
         loss = torch.nn.functional.mse_loss(pred, y_all[idx])
         opt.zero_grad()
@@ -113,7 +120,13 @@ def fine_tune(
 
 
 def apply_views(
-    net, upsampled: np.ndarray, thick_axis: int, scale: tuple[float, float], *, batch: int = 8
+    net,
+    upsampled: np.ndarray,
+    thick_axis: int,
+    scale: tuple[float, float],
+    *,
+    batch: int = 8,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Refine ``upsampled`` (the stack interpolated to the fine grid) along both views.
 
@@ -134,8 +147,8 @@ def apply_views(
             planes = np.ascontiguousarray(np.transpose(x, (other, thick_axis, a)))
             res = np.empty_like(planes)
             for s in range(0, len(planes), batch):
-                chunk = torch.from_numpy(planes[s : s + batch, None])
-                res[s : s + batch] = net(chunk)[:, 0].numpy()
+                chunk = torch.from_numpy(planes[s : s + batch, None]).to(device)
+                res[s : s + batch] = net(chunk)[:, 0].cpu().numpy()
             order = np.argsort((other, thick_axis, a))
             out += np.transpose(res, order)
     return out / len(in_plane) * (hi - lo) + lo
