@@ -18,21 +18,12 @@ from medrecon.superres.network import (  # noqa: E402
     flops_per_pixel,
 )
 from medrecon.superres.pairs import make_pairs  # noqa: E402
+from medrecon.testing.shapes import random_ellipsoids  # noqa: E402
 from medrecon.volume import Volume  # noqa: E402
 
 
 def _shapes(n=48, seed=0):
-    # Random ellipsoids with sharp edges: the same statistics along every axis, so the
-    # in-plane axes teach what the through-plane axis lost.
-    rng = np.random.default_rng(seed)
-    g = np.meshgrid(*[np.arange(n, dtype=float)] * 3, indexing="ij")
-    out = np.zeros((n, n, n), np.float32)
-    for _ in range(14):
-        c = rng.uniform(6, n - 6, 3)
-        r = rng.uniform(3, 9, 3)
-        inside = sum(((gi - ci) / ri) ** 2 for gi, ci, ri in zip(g, c, r)) <= 1
-        out[inside] += rng.uniform(0.3, 1.0)
-    return out
+    return random_ellipsoids(n, seed)
 
 
 def test_untrained_network_is_the_identity_and_flops_are_counted():

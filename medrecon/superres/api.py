@@ -82,7 +82,7 @@ def _one_stack(stack: Volume, method: str, options: dict) -> StackResult:
     # Baselines: the same fine grid, no network.
     t = time.perf_counter()
     profile, axis, warnings = profile_from_volume(
-        stack, kind=options.get("kind", "box"), thickness=options.get("thickness")
+        stack, kind=options["kind"], thickness=options["thickness"]
     )
     from medrecon.superres.stack import fine_grid
 
@@ -109,6 +109,7 @@ def reconstruct(
     finetune_steps: int = FINETUNE_STEPS,
     device: str = "cpu",
     seed: int = 0,
+    consistency: bool = True,
 ) -> Reconstruction:
     """Reconstruct one volume from thick ``stacks`` (Volumes or paths medrecon loads).
 
@@ -117,7 +118,7 @@ def reconstruct(
     ``kind`` ("box" or "gaussian") and ``thickness`` (mm, else the header's
     SliceThickness) give the slice profile. ``method`` "bspline" or "linear" gives
     the interpolation baselines. ``finetune=False`` applies the pretrained network
-    as shipped.
+    as shipped; ``consistency=False`` skips the projection onto the measured slices.
     """
     from medrecon._version import __version__
 
@@ -137,6 +138,7 @@ def reconstruct(
         "finetune_steps": finetune_steps if finetune else 0,
         "device": device,
         "seed": seed,
+        "consistency": consistency,
     }
     if len(volumes) > 1:
         from medrecon.superres.multi import reconstruct_several

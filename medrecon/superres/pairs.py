@@ -31,17 +31,23 @@ def upsample_axis(
     """Interpolate samples at evenly spaced ``centres`` (mm) along ``axis`` onto ``n_fine`` x ``h``.
 
     Spline ``order`` (3 = cubic B-spline, as the baseline); positions beyond the first
-    and last centre take the edge value.
+    and last centre take the edge value. Interpolation along one axis is a linear
+    map, built once as a ``(n_fine, n_thick)`` matrix and applied as a product:
+    the same values as a 3D ``map_coordinates``, at a fraction of its cost.
     """
     from scipy import ndimage
 
     centres = np.asarray(centres, dtype=np.float64)
     step = float(centres[1] - centres[0])
     pos = (np.arange(n_fine) * h - centres[0]) / step
-    moved = np.moveaxis(np.asarray(thick, dtype=np.float32), axis, 0)
-    coords = np.meshgrid(pos, *[np.arange(s) for s in moved.shape[1:]], indexing="ij")
-    out = ndimage.map_coordinates(moved, coords, order=order, mode="nearest")
-    return np.moveaxis(out, 0, axis)
+    n = len(centres)
+    # Column j of the matrix is the interpolation of the j-th unit sample.
+    eye = np.eye(n, dtype=np.float64)
+    grid = np.meshgrid(pos, np.arange(n), indexing="ij")
+    matrix = ndimage.map_coordinates(eye, grid, order=order, mode="nearest")
+    moved = np.moveaxis(np.asarray(thick, dtype=np.float32), axis, -1)
+    out = moved @ matrix.T.astype(np.float32)
+    return np.moveaxis(out, -1, axis)
 
 
 @dataclass
@@ -106,7 +112,10 @@ def make_pairs(
     for i, axis in enumerate(in_plane):
         other = in_plane[1 - i]
         h = float(stack.spacing[axis])
-        deg = degrade_in_plane(scaled, axis, h, profile, rng.uniform(0, profile.spacing), order)
+        # Slice centres on fine grid points, as at inference (a whole factor puts
+        # every centre on one); a fractional factor still sees every phase.
+        offset = h * int(rng.integers(0, max(1, round(profile.spacing / h))))
+        deg = degrade_in_plane(scaled, axis, h, profile, offset, order)
         # (thick-slice index, degraded axis, other in-plane axis)
         x = np.transpose(deg.upsampled, (thick_axis, axis, other))
         y = np.transpose(scaled, (thick_axis, axis, other))

@@ -5,7 +5,8 @@ thick axis at the in-plane spacing, from the first slice's centre plane to the
 last's, so every source slice centre is where its header puts it. The pipeline:
 cubic B-spline along the thick axis (the baseline), then the network's correction
 on both through-plane views (:func:`network.apply_views`), with pretrained weights,
-fine-tuned on the stack's own in-plane detail unless told not to.
+fine-tuned on the stack's own in-plane detail unless told not to, and last a
+projection that makes the result reproduce the measured slices.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medrecon.superres.consistency import project
 from medrecon.superres.grid import OutputGrid
 from medrecon.superres.network import FineTuneReport, apply_views, fine_tune
 from medrecon.superres.pairs import intensity_scale, make_pairs, upsample_axis
@@ -94,6 +96,7 @@ def super_resolve(
     finetune_steps: int = FINETUNE_STEPS,
     device: str = "cpu",
     seed: int = 0,
+    consistency: bool = True,
 ) -> StackResult:
     """Super-resolve ``stack`` along its thick axis onto :func:`fine_grid`.
 
@@ -101,6 +104,8 @@ def super_resolve(
     (``kind`` and ``thickness`` feed it). ``weights`` is "default" (the shipped
     pretrained network), a path, or None (an untrained network: B-spline plus
     whatever the fine-tune learns). ``finetune_steps=0`` skips fine-tuning.
+    ``consistency`` projects the result onto the thick slices it must reproduce
+    (:mod:`.consistency`).
     """
     import torch
 
@@ -130,6 +135,10 @@ def super_resolve(
     with torch.inference_mode():
         out = apply_views(net, up, axis, intensity_scale(array), device=device)
     seconds["apply"] = time.perf_counter() - t
+    if consistency:
+        t = time.perf_counter()
+        out = project(out, array, axis, profile, h, centres)
+        seconds["consistency"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     meta = stack.meta.copy()
     meta.extra.pop("slice_thickness", None)

@@ -61,7 +61,7 @@ def load_network(weights: str | Path | None = "default", *, device: str = "cpu")
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net = build_network(**saved["arch"])
         net.load_state_dict(saved["state"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
         raise ReconstructError(
             f"{path} is not a medrecon super-resolution weights file ({exc})"
         ) from exc
