@@ -43,7 +43,6 @@ from medrecon.superres import SliceProfile
 from medrecon.superres.api import reconstruct
 from medrecon.superres.baselines import body_mask, psnr, ssim
 from medrecon.superres.degrade import simulate_stack
-from medrecon.superres.grid import like_grid
 from medrecon.volume import Volume
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

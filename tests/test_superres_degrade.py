@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medrecon.space import LPS_TO_RAS
 from medrecon.superres import SliceProfile, profile_from_volume
 from medrecon.superres.degrade import (
     degrade_axis,
@@ -12,7 +13,6 @@ from medrecon.superres.degrade import (
     slice_centres,
     weight_matrix,
 )
-from medrecon.space import LPS_TO_RAS
 from medrecon.volume import Volume
 
 

@@ -6,11 +6,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medrecon.space import LPS_TO_RAS
 from medrecon.superres import SliceProfile
 from medrecon.superres.baselines import body_mask, interpolate, psnr, ssim
 from medrecon.superres.degrade import simulate_stack
 from medrecon.superres.grid import OutputGrid, isotropic_grid, like_grid, resample_to
-from medrecon.space import LPS_TO_RAS
 from medrecon.volume import Volume
 
 
