@@ -4,7 +4,8 @@ Self-supervised, as the fine-tune is: pairs degrade one in-plane axis of a real
 volume with a thick-slice profile (box or Gaussian, 2-6x the in-plane spacing,
 contiguous or gapped) and ask for the original. Only axial planes (in-plane axes
 0 and 1) are used, so the through-plane (z) detail that bench_reconstruct.py
-withholds from its axial thick stacks is never seen. The MR is left out entirely:
+withholds from its axial thick stacks is never seen. Inputs are made consistent
+with their thick samples, as inference makes them (medrecon/superres/consistency.py). The MR is left out entirely:
 it is the benchmark's held-out volume.
 
     python scripts/train_superres.py --steps 3000 -o pipelines/superres-2d.pt
@@ -50,7 +51,9 @@ def pairs_for(volume: Volume, rng: np.random.Generator, n: int, patch: int) -> T
     spacing = thickness * float(rng.choice([1.0, 1.0, 1.25, 1.5]))  # some gapped stacks
     profile = SliceProfile(kind, thickness, spacing)
     v = Volume(np.asarray(volume.array, np.float32), volume.affine, volume.meta)
-    return make_pairs(v, profile, 2, patch=patch, n=n, seed=int(rng.integers(1 << 30)))
+    return make_pairs(
+        v, profile, 2, patch=patch, n=n, seed=int(rng.integers(1 << 30)), consistent=True
+    )
 
 
 def main() -> None:

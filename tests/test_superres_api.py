@@ -59,14 +59,43 @@ def test_projection_reproduces_the_slices_and_moves_towards_the_truth(kind):
     assert np.linalg.norm(out - truth) < np.linalg.norm(guess - truth)
 
 
-def test_fine_grid_puts_every_slice_centre_where_the_header_does():
-    stack = Volume(np.zeros((10, 12, 7), np.float32), _oblique_affine((0.8, 0.8, 4.0)))
-    grid = fine_grid(stack, 2, 0.8)
-    assert grid.shape == (10, 12, 31)
+def _lps_affine(spacing):
+    return np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+
+
+def _permuted_affine(spacing):
+    # Voxel axis 0 runs superior (RAS z), axis 1 along x, axis 2 posterior.
+    a = np.zeros((4, 4))
+    a[2, 0], a[0, 1], a[1, 2], a[3, 3] = spacing[0], spacing[1], -spacing[2], 1.0
+    a[:3, 3] = (5.0, -3.0, 40.0)
+    return a
+
+
+@pytest.mark.parametrize(
+    ("make", "axis"),
+    [(_oblique_affine, 2), (_lps_affine, 2), (_permuted_affine, 0), (_permuted_affine, 2)],
+)
+def test_fine_grid_and_reconstruction_put_each_slice_centre_where_the_header_does(make, axis):
+    spacing = [0.8, 0.8, 0.8]
+    spacing[axis] = 4.0
+    shape = [10, 12, 9]
+    shape[axis] = 7
+    rng = np.random.default_rng(4)
+    stack = Volume(rng.normal(size=shape).astype(np.float32), make(spacing))
+    grid = fine_grid(stack, axis, 0.8)
+    assert grid.shape[axis] == 31
+    r = reconstruct([stack], method="bspline")
     for k in range(7):
-        np.testing.assert_allclose(
-            grid.affine @ [2, 3, 5 * k, 1], stack.affine @ [2, 3, k, 1], atol=1e-9
-        )
+        fine = [2, 3, 4]
+        fine[axis] = 5 * k
+        src = [2, 3, 4]
+        src[axis] = k
+        np.testing.assert_allclose(grid.affine @ [*fine, 1], stack.affine @ [*src, 1], atol=1e-9)
+        # The default output grid holds the source slice's centre plane, with its values.
+        ijk = np.linalg.inv(r.volume.affine) @ stack.affine @ [*src, 1]
+        np.testing.assert_allclose(ijk[:3], np.round(ijk[:3]), atol=1e-6)
+        i, j, kk = np.round(ijk[:3]).astype(int)
+        assert r.volume.array[i, j, kk] == pytest.approx(stack.array[tuple(src)], abs=1e-4)
 
 
 def test_untrained_network_without_finetune_or_projection_is_the_bspline():

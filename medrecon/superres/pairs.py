@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medrecon.superres.consistency import project
 from medrecon.superres.degrade import degrade_axis, slice_centres
 from medrecon.superres.profile import SliceProfile
 from medrecon.volume import Volume
@@ -61,12 +62,25 @@ class DegradedAxis:
 
 
 def degrade_in_plane(
-    array: np.ndarray, axis: int, h: float, profile: SliceProfile, offset: float = 0.0, order=3
+    array: np.ndarray,
+    axis: int,
+    h: float,
+    profile: SliceProfile,
+    offset: float = 0.0,
+    order=3,
+    *,
+    consistent: bool = False,
 ) -> DegradedAxis:
-    """Degrade ``array`` along in-plane ``axis`` (spacing ``h``) with ``profile``, then upsample."""
+    """Degrade ``array`` along in-plane ``axis`` (spacing ``h``) with ``profile``, then upsample.
+
+    ``consistent`` projects the upsampled image onto the thick samples, as inference
+    does before the network (:mod:`.consistency`).
+    """
     centres = slice_centres(array.shape[axis], h, profile, offset, inside=False)
     thick = degrade_axis(array, axis, h, profile, centres)
     up = upsample_axis(thick, axis, centres, array.shape[axis], h, order)
+    if consistent:
+        up = project(up, thick, axis, profile, h, centres)
     return DegradedAxis(axis, centres, thick, up)
 
 
@@ -96,6 +110,7 @@ def make_pairs(
     n: int = 256,
     order: int = 3,
     seed: int = 0,
+    consistent: bool = False,
 ) -> TrainingPairs:
     """``n`` random ``patch`` x ``patch`` pairs from planes perpendicular to ``thick_axis``.
 
@@ -115,7 +130,7 @@ def make_pairs(
         # Slice centres on fine grid points, as at inference (a whole factor puts
         # every centre on one); a fractional factor still sees every phase.
         offset = h * int(rng.integers(0, max(1, round(profile.spacing / h))))
-        deg = degrade_in_plane(scaled, axis, h, profile, offset, order)
+        deg = degrade_in_plane(scaled, axis, h, profile, offset, order, consistent=consistent)
         # (thick-slice index, degraded axis, other in-plane axis)
         x = np.transpose(deg.upsampled, (thick_axis, axis, other))
         y = np.transpose(scaled, (thick_axis, axis, other))

@@ -3,7 +3,8 @@
 The stack's fine grid keeps its in-plane voxels and orientation and samples the
 thick axis at the in-plane spacing, from the first slice's centre plane to the
 last's, so every source slice centre is where its header puts it. The pipeline:
-cubic B-spline along the thick axis (the baseline), then the network's correction
+cubic B-spline along the thick axis (the baseline) made consistent with the
+measured slices, then the network's correction
 on both through-plane views (:func:`network.apply_views`), with pretrained weights,
 fine-tuned on the stack's own in-plane detail unless told not to, and last a
 projection that makes the result reproduce the measured slices.
@@ -104,8 +105,8 @@ def super_resolve(
     (``kind`` and ``thickness`` feed it). ``weights`` is "default" (the shipped
     pretrained network), a path, or None (an untrained network: B-spline plus
     whatever the fine-tune learns). ``finetune_steps=0`` skips fine-tuning.
-    ``consistency`` projects the result onto the thick slices it must reproduce
-    (:mod:`.consistency`).
+    ``consistency`` projects the B-spline input and the result onto the thick
+    slices they must reproduce (:mod:`.consistency`).
     """
     import torch
 
@@ -121,13 +122,16 @@ def super_resolve(
     array = np.asarray(stack.array, dtype=np.float32)
     centres = np.arange(stack.shape[axis]) * profile.spacing
     up = upsample_axis(array, axis, centres, grid.shape[axis], h, order=3)
+    if consistency:
+        # The network learned its correction from consistent inputs (pairs.py).
+        up = project(up, array, axis, profile, h, centres)
     seconds = {"interpolate": time.perf_counter() - t0}
 
     net, source = load_network(weights, device=device)
     report = None
     if finetune_steps > 0:
         t = time.perf_counter()
-        pairs = make_pairs(stack, profile, axis, seed=seed)
+        pairs = make_pairs(stack, profile, axis, seed=seed, consistent=consistency)
         seconds["pairs"] = time.perf_counter() - t
         report = fine_tune(net, pairs, steps=finetune_steps, seed=seed, device=device)
         seconds["finetune"] = report.seconds
