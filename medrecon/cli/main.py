@@ -18,6 +18,7 @@ _COMMANDS = {
     "segment": "medrecon.cli.segment",
     "train": "medrecon.cli.train",
     "run": "medrecon.cli.run",
+    "reconstruct": "medrecon.cli.reconstruct",
     "evaluate": "medrecon.cli.evaluate",
     "batch": "medrecon.cli.batch",
 }

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from medrecon.cli.model_options import add_model_options, model_ref
 from medrecon.cli.output_options import add_output_options, output_options
+from medrecon.cli.reconstruct_options import add_reconstruct_options, reconstruct_options
 from medrecon.progress import StageProgress
 
 __all__ = ["add_parser", "main", "run"]
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="segment a study of another modality or body part than the pipeline's anyway",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show stages as they finish")
+    add_reconstruct_options(p)
     p.set_defaults(run=run)
     return p
 
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from medrecon.study.runner import run_study
 
     options = output_options(args)  # checked before anything is printed or read
+    recon = reconstruct_options(args)
     if not args.no_progress:
         print(f"medrecon run: {args.input} -> {args.output}", file=sys.stderr, flush=True)
     result = run_study(
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         force=args.force,
         progress=None if args.no_progress else _progress,
+        reconstruct=recon,
     )
     found = ", ".join(result.labels_found) or "none"
     total = sum(v for k, v in result.timings.items() if "." not in k)
@@ -71,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
         f"series {result.series_number} ({result.series_uid}); model {result.pipeline} "
         f"({result.pipeline_choice}); device {result.device}; {total:.1f} s"
     )
+    rec = result.reconstruction
+    if rec is not None and "skipped" not in rec:
+        out = rec["output"]
+        shape = "x".join(str(n) for n in out["shape"])
+        spacing = "x".join(f"{s:.3g}" for s in out["spacing_mm"])
+        factors = ", ".join(f"{s['factor']}x" for s in rec.get("stacks", []))
+        print(f"reconstructed ({rec['method']}, factor {factors}): {shape} at {spacing} mm")
     for warning in result.warnings:
         print(f"warning: {warning}")
     return 0

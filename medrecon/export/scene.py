@@ -212,6 +212,7 @@ def write_scene(
     color_table: str | os.PathLike[str] | None = None,
     segmentation: str | os.PathLike[str] | None = None,
     meshes: Iterable[tuple[str | os.PathLike[str], Label]] = (),
+    volumes: Iterable[tuple[str | os.PathLike[str], str]] = (),
     image_name: str | None = None,
     labels_name: str | None = None,
     segmentation_name: str | None = None,
@@ -221,18 +222,23 @@ def write_scene(
 
     Paths are absolute or relative to the scene's folder; they are written
     relative to it and must exist already. ``meshes`` pairs each mesh file with
-    the label it shows (name and colour). ``segmentation_3d`` shows the
+    the label it shows (name and colour); ``volumes`` pairs further plain scalar
+    volumes (e.g. the source stacks of a reconstruction) with their node names,
+    loaded beside ``image``, which stays the slice views' background. ``segmentation_3d`` shows the
     segmentation's surfaces in 3D; by default only when there are no meshes, so
     the same surface is not drawn twice. Written atomically; returns the path.
     """
     path = Path(path)
-    meshes = list(meshes)
-    if image is None and labels is None and segmentation is None and not meshes:
+    meshes, volumes = list(meshes), list(volumes)
+    if image is None and labels is None and segmentation is None and not (meshes or volumes):
         raise InputError(f"scene {path}: nothing to show (no image, labels, segmentation or mesh)")
     if color_table is not None and labels is None:
         raise InputError(f"scene {path}: a colour table needs the label map it colours")
     b = _SceneBuilder(path.parent)
     image_id = _add_image(b, image, image_name) if image is not None else None
+    for volume_path, volume_name in volumes:
+        added = _add_image(b, volume_path, volume_name)
+        image_id = image_id or added
     if labels is not None:
         _add_labels(b, labels, color_table, labels_name)
     if segmentation is not None:

@@ -14,7 +14,7 @@ script can find each file without asking:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,9 +94,18 @@ Stage = Callable[[str], AbstractContextManager[None]]
 
 
 def write_outputs(
-    folder: Path, plan: OutputPlan, image: Volume, seg, *, stage: Stage
+    folder: Path,
+    plan: OutputPlan,
+    image: Volume,
+    seg,
+    *,
+    stage: Stage,
+    sources: Sequence[tuple[str, str]] = (),
 ) -> WrittenOutputs:
-    """Write every planned output of segmentation ``seg`` of ``image`` into ``folder``."""
+    """Write every planned output of segmentation ``seg`` of ``image`` into ``folder``.
+
+    ``sources``: further volume files already in ``folder`` (name, node name) that the
+    scene shows beside the image (the source stack of a reconstruction)."""
     from medrecon.export.colortable import write_color_csv, write_ctbl
     from medrecon.io.nifti import write_nifti
 
@@ -137,7 +146,7 @@ def write_outputs(
         out.files.append(PREVIEW)
     if "scene" in plan:
         with stage("scene"):
-            _write_scene(folder, plan, mesh_files, out)
+            _write_scene(folder, plan, mesh_files, out, sources)
     return out
 
 
@@ -209,7 +218,7 @@ def _skip(out: WrittenOutputs, name: str, reason: str) -> None:
     logger.warning(out.warnings[-1])
 
 
-def _write_scene(folder: Path, plan: OutputPlan, mesh_files, out: WrittenOutputs) -> None:
+def _write_scene(folder: Path, plan: OutputPlan, mesh_files, out: WrittenOutputs, sources) -> None:
     from medrecon.export.scene import write_mrb, write_scene
 
     write_scene(
@@ -219,6 +228,7 @@ def _write_scene(folder: Path, plan: OutputPlan, mesh_files, out: WrittenOutputs
         color_table=LABELS_CSV if "labels" in plan else None,
         segmentation=SEG_NRRD if "seg_nrrd" in plan else None,
         meshes=mesh_files,
+        volumes=sources,
     )
     out.files.append(SCENE)
     if plan.mrb:

@@ -30,6 +30,11 @@ from medrecon.pipeline.domain import check_domain
 from medrecon.study.output_folder import check_replaceable, staging_folder, write_failure
 from medrecon.study.output_options import OutputOptions
 from medrecon.study.outputs import OutputPlan, write_outputs
+from medrecon.study.reconstruction import (
+    ReconstructOptions,
+    reconstruct_input,
+    write_reconstruction_files,
+)
 from medrecon.study.record import RUN_JSON, is_complete, run_record
 from medrecon.volume import Volume
 
@@ -66,6 +71,9 @@ class RunResult:
     #: The pipeline that segmented the study, and why it was the one.
     pipeline: str = ""
     pipeline_choice: str = ""
+    #: With ``reconstruct``: the reconstruction's sidecar (``{"skipped": why}`` when the
+    #: stack was already isotropic); None without.
+    reconstruction: dict[str, Any] | None = None
 
 
 class _Clock:
@@ -204,6 +212,7 @@ def run_study(
     force: bool = False,
     progress: Progress | None = None,
     input_label: str | None = None,
+    reconstruct: ReconstructOptions | bool | None = None,
 ) -> RunResult:
     """Segment one study and write every output into ``outdir``.
 
@@ -225,11 +234,15 @@ def run_study(
     :class:`~medrecon.errors.MedreconError` subclass for bad input; nothing is
     left in ``outdir`` then. ``input_label`` is the input as ``run.json`` records
     it, when ``input_path`` is a stand-in (a cohort's folder of links to one study's
-    files); by default the resolved input path.
+    files); by default the resolved input path. ``reconstruct`` (True or a
+    :class:`~medrecon.study.reconstruction.ReconstructOptions`) reconstructs the chosen
+    thick stack first and segments the reconstruction: every output is on its grid
+    (:mod:`medrecon.study.reconstruction`).
     """
     source, outdir = Path(input_path), Path(outdir)
     _check_paths(source, outdir, overwrite)
     options = output_options or OutputOptions()
+    recon_options = ReconstructOptions.of(reconstruct)
     # Before any pipeline, model or study is read: an unwritable location fails in one line.
     with staging_folder(outdir) as tmp:
         started = datetime.now(timezone.utc)
@@ -265,6 +278,12 @@ def run_study(
         plan = plan.for_input(is_dicom=kind in ("dicom", "zip"))
         domain = check_domain(volume, config, where=str(source), force=force)
         warnings.extend(domain.warnings)
+        source_volume, recon = volume, None
+        if recon_options is not None:
+            with clock.stage("reconstruct"):
+                recon = reconstruct_input(volume, recon_options, device=device, where=str(source))
+            volume = recon.volume
+            warnings.extend(recon.warnings)
         with clock.stage("load_model"):
             seg_engine = _segmenter_for(config, ref, segmenter, segmenters, device)
         pipe: Pipeline = seg_engine.pipeline
@@ -276,7 +295,12 @@ def run_study(
         for name, seconds in seg.timings.items():
             clock.timings[f"segment.{name}"] = seconds
         try:
-            written = write_outputs(tmp, plan, volume, seg, stage=clock.stage)
+            extra = []
+            if recon is not None:
+                extra = write_reconstruction_files(tmp, recon, source="image" in plan)
+            sources = [(name, "source") for name in extra if name.endswith(".nii.gz")]
+            written = write_outputs(tmp, plan, volume, seg, stage=clock.stage, sources=sources)
+            written.files += extra
         except OSError as exc:
             raise write_failure(outdir, exc) from exc
         warnings.extend(written.warnings)
@@ -294,11 +318,14 @@ def run_study(
             outputs=sorted(written.files),
             pipeline=pipe.name,
             pipeline_choice=why,
+            reconstruction=None if recon is None else recon.record,
         )
         label = input_label if input_label is not None else str(source.resolve())
-        record = run_record(label, volume, chosen, pipe, result, written, started)
+        record = run_record(label, source_volume, chosen, pipe, result, written, started)
         record["input"]["modality_source"] = domain.modality_source
         record["input"]["body_part"] = domain.body_part
+        if recon is not None:
+            record["reconstruction"] = recon.record
         try:
             atomic_write_json(tmp / RUN_JSON, record)
             commit_staging(tmp, outdir)  # an old outdir is replaced only now
