@@ -5,8 +5,8 @@ volume with a thick-slice profile (box or Gaussian, 2-6x the in-plane spacing,
 contiguous or gapped) and ask for the original. Only axial planes (in-plane axes
 0 and 1) are used, so the through-plane (z) detail that bench_reconstruct.py
 withholds from its axial thick stacks is never seen. Inputs are made consistent
-with their thick samples, as inference makes them (medrecon/superres/consistency.py). The MR is left out entirely:
-it is the benchmark's held-out volume.
+with their thick samples, as inference makes them (superres/consistency.py).
+The MR is left out entirely: it is the benchmark's held-out volume.
 
     python scripts/train_superres.py --steps 3000 -o pipelines/superres-2d.pt
 """
