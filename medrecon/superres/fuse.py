@@ -126,6 +126,27 @@ def _blend(weights: Sequence[np.ndarray], subset: tuple[int, ...], out: np.ndarr
     return out
 
 
+def _subsets(weights: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
+    """The subsets ``S`` whose ``m_S`` is non-zero somewhere: at a voxel, those between the
+    stacks at full weight (``c = 1``) and the stacks with any weight (``c > 0``)."""
+    n = len(weights)
+    code = np.zeros(weights[0].shape, np.uint16)  # bits 0..n-1: c > 0; bits n..2n-1: c = 1
+    for i, w in enumerate(weights):
+        code |= (w > 0).astype(np.uint16) << i
+        code |= (w == 255).astype(np.uint16) << (n + i)
+    counts = np.bincount(code.ravel(), minlength=1 << (2 * n))
+    found: set[tuple[int, ...]] = set()
+    for value in np.flatnonzero(counts):
+        some, full = int(value) & ((1 << n) - 1), int(value) >> n
+        free = [i for i in range(n) if some >> i & 1 and not full >> i & 1]
+        fixed = [i for i in range(n) if full >> i & 1]
+        for r in range(len(free) + 1):
+            for extra in itertools.combinations(free, r):
+                if fixed or extra:
+                    found.add(tuple(sorted((*fixed, *extra))))
+    return sorted(found, key=lambda s: (len(s), s))
+
+
 def _blend_subsets(arrays, weights, subsets, profiles, dirs, epsilon) -> np.ndarray:
     """``sum_S m_S z_S / sum_S m_S`` over the subsets, with ``z_S`` each subset's fusion."""
     from scipy import fft
@@ -217,21 +238,7 @@ def fuse(
         info["mean_spectral_weight"] = [1.0]
         return arrays[0].copy(), info
 
-    # Which subsets meet somewhere: a voxel's covering set is the stacks with c_i > 0.
-    code = np.zeros(shape, np.uint16)
-    for i, w in enumerate(weights):
-        code |= (w > 0).astype(np.uint16) << i
-    present = {int(c) for c in np.unique(code)} - {0}
-    del code
-    subsets = sorted(
-        {
-            s
-            for p in present
-            for r in range(1, n + 1)
-            for s in itertools.combinations([i for i in range(n) if p >> i & 1], r)
-        },
-        key=len,
-    )
+    subsets = _subsets(weights)
     out = _blend_subsets(arrays, weights, subsets, profiles, dirs, epsilon)
     # Same spacing, so the same frequency range, on a small grid: the mean is cheap.
     small = OutputGrid(tuple(min(k, 64) for k in shape), grid.affine)  # type: ignore[arg-type]
