@@ -18,7 +18,14 @@ import numpy as np
 
 from medrecon.superres.pairs import TrainingPairs
 
-__all__ = ["FineTuneReport", "apply_views", "build_network", "fine_tune", "flops_per_pixel"]
+__all__ = [
+    "FineTuneReport",
+    "apply_views",
+    "bf16_supported",
+    "build_network",
+    "fine_tune",
+    "flops_per_pixel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,20 @@ def build_network(channels: int = 16, layers: int = 4):
             return x + self.body(x)
 
     return _Residual()
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively (CPUs with AVX512-BF16/AMX)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
 
 
 def flops_per_pixel(net) -> int:
@@ -125,8 +146,9 @@ def apply_views(
     thick_axis: int,
     scale: tuple[float, float],
     *,
-    batch: int = 8,
+    batch: int = 32,
     device: str = "cpu",
+    bf16: bool | None = None,
 ) -> np.ndarray:
     """Refine ``upsampled`` (the stack interpolated to the fine grid) along both views.
 
@@ -138,6 +160,8 @@ def apply_views(
     import torch
 
     lo, hi = scale
+    if bf16 is None:
+        bf16 = bf16_supported(device)
     x = (np.asarray(upsampled, dtype=np.float32) - lo) / (hi - lo)
     in_plane = [a for a in range(3) if a != thick_axis]
     out = np.zeros_like(x)
@@ -148,7 +172,9 @@ def apply_views(
             res = np.empty_like(planes)
             for s in range(0, len(planes), batch):
                 chunk = torch.from_numpy(planes[s : s + batch, None]).to(device)
-                res[s : s + batch] = net(chunk)[:, 0].cpu().numpy()
+                # bf16 only touches the correction: the input passes through in fp32.
+                with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=bf16):
+                    res[s : s + batch] = net(chunk)[:, 0].float().cpu().numpy()
             order = np.argsort((other, thick_axis, a))
             out += np.transpose(res, order)
     return out / len(in_plane) * (hi - lo) + lo
