@@ -90,6 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="fine-tune steps on the stack's own in-plane detail (default 300)",
     )
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="several stacks: trust the headers' positions instead of registering each "
+        "stack rigidly to the first",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, help="random seed for the fine-tune (default 0)")
     p.add_argument(
@@ -215,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         finetune_steps=300 if args.finetune_steps is None else args.finetune_steps,
         device=device,
         seed=args.seed,
+        register=not args.no_register,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     write_reconstruction(result, output)

@@ -110,6 +110,7 @@ def reconstruct(
     device: str = "cpu",
     seed: int = 0,
     consistency: bool = True,
+    register: bool = True,
 ) -> Reconstruction:
     """Reconstruct one volume from thick ``stacks`` (Volumes or paths medrecon loads).
 
@@ -119,6 +120,7 @@ def reconstruct(
     SliceThickness) give the slice profile. ``method`` "bspline" or "linear" gives
     the interpolation baselines. ``finetune=False`` applies the pretrained network
     as shipped; ``consistency=False`` skips the projection onto the measured slices.
+    Several stacks are registered rigidly to the first unless ``register=False``.
     """
     from medrecon._version import __version__
 
@@ -143,7 +145,7 @@ def reconstruct(
     if len(volumes) > 1:
         from medrecon.superres.multi import reconstruct_several
 
-        volume, details = reconstruct_several(volumes, grid, method, options)
+        volume, details = reconstruct_several(volumes, grid, method, options, register=register)
     else:
         result = _one_stack(volumes[0], method, options)
         volume, details = _onto_grid(result, volumes[0], grid)
@@ -159,7 +161,9 @@ def reconstruct(
         **details,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    sidecar["warnings"] = [w for s in sidecar.get("stacks", []) for w in s.get("warnings", [])]
+    sidecar["warnings"] = list(sidecar.pop("stack_warnings", [])) + [
+        w for s in sidecar.get("stacks", []) for w in s.get("warnings", [])
+    ]
     return Reconstruction(volume, sidecar, volumes)
 
 

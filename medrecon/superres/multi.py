@@ -31,9 +31,13 @@ def _through_plane(volume: Volume, axis: int) -> np.ndarray:
 
 
 def reconstruct_several(
-    stacks: Sequence[Volume], grid: OutputGrid, method: str, options: dict
+    stacks: Sequence[Volume], grid: OutputGrid, method: str, options: dict, *, register=True
 ) -> tuple[Volume, dict]:
-    """The fused reconstruction of ``stacks`` on ``grid`` and the sidecar's details."""
+    """The fused reconstruction of ``stacks`` on ``grid`` and the sidecar's details.
+
+    ``register=False`` trusts the headers' positions (stacks acquired without
+    motion between them, or already aligned).
+    """
     from medrecon.superres.api import _one_stack, coverage
 
     warnings = check_stacks(stacks)
@@ -42,6 +46,10 @@ def reconstruct_several(
     registrations: list[dict | None] = [None]
     t = time.perf_counter()
     for i, stack in enumerate(stacks[1:], start=1):
+        if not register:
+            kept.append(stack)
+            registrations.append({"method": "none: the headers' positions were trusted"})
+            continue
         reg = register_rigid(stack, stacks[0], seed=options.get("seed", 0))
         if not reg.ok:
             msg = f"stack {i} failed to register to stack 0 and was left out: {reg.reason}"
