@@ -133,7 +133,9 @@ def super_resolve(
         t = time.perf_counter()
         pairs = make_pairs(stack, profile, axis, seed=seed, consistent=consistency)
         seconds["pairs"] = time.perf_counter() - t
-        report = fine_tune(net, pairs, steps=finetune_steps, seed=seed, device=device)
+        # From pretrained weights a gentle rate adapts; from scratch it must learn.
+        lr = 1e-3 if source == "untrained" else 2e-4
+        report = fine_tune(net, pairs, steps=finetune_steps, lr=lr, seed=seed, device=device)
         seconds["finetune"] = report.seconds
     t = time.perf_counter()
     with torch.inference_mode():
