@@ -45,6 +45,7 @@ def test_package_data_holds_every_shipped_pipeline_and_its_weights():
                 target = (folder / weights["path"]).resolve()
                 assert target.parent == folder.resolve(), f"{path.name}: weights outside pipelines/"
                 needed.add(target.name)
+    needed.add("superres-2d.pt")  # medrecon.superres.weights.DEFAULT_WEIGHTS
     assert {"abdomen-ct.yaml", "abdomen-mr.yaml", "abdomen-ct.pt"} <= needed
     for name in sorted(needed):
         assert any(fnmatch.fnmatch(name, pat) for pat in patterns), f"{name} is not package data"

@@ -174,3 +174,16 @@ def test_bad_requests_are_refused_in_words():
         reconstruct([thick], spacing=1.0, like=thick)
     with pytest.raises(ReconstructError, match="at least one"):
         reconstruct([])
+
+
+def test_shipped_weights_load_pinned_and_describe_their_training():
+    from medrecon.pipeline.weights import sha256_file
+    from medrecon.superres.weights import DEFAULT_SHA256, default_weights_path
+
+    path = default_weights_path()
+    assert sha256_file(path) == DEFAULT_SHA256
+    _, source = load_network("default")
+    assert source == "pretrained"
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert saved["trained"]["steps"] > 0 and "ct-abdomen" in saved["trained"]["volumes"]
+    assert "mr-abdomen" not in saved["trained"]["volumes"]  # the benchmark's held-out volume

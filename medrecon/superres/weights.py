@@ -15,12 +15,20 @@ from pathlib import Path
 from medrecon.superres.network import build_network
 from medrecon.superres.profile import ReconstructError
 
-__all__ = ["DEFAULT_WEIGHTS", "default_weights_path", "load_network", "save_network"]
+__all__ = [
+    "DEFAULT_SHA256",
+    "DEFAULT_WEIGHTS",
+    "default_weights_path",
+    "load_network",
+    "save_network",
+]
 
 log = logging.getLogger(__name__)
 
 #: File name of the shipped pretrained network inside medrecon's pipelines folder.
 DEFAULT_WEIGHTS = "superres-2d.pt"
+#: Its SHA-256: a changed file is refused, as the segmentation weights are.
+DEFAULT_SHA256 = "474919bcfc6b8db33e70760a290c522c7984d154939238f40d7b569fb48b9205"
 
 
 def default_weights_path() -> Path:
@@ -57,6 +65,15 @@ def load_network(weights: str | Path | None = "default", *, device: str = "cpu")
             f"super-resolution weights {path} not found; pass an existing --weights file "
             "or --no-pretrained"
         )
+    if weights == "default":
+        from medrecon.pipeline.weights import sha256_file
+
+        digest = sha256_file(path)
+        if digest != DEFAULT_SHA256:
+            raise ReconstructError(
+                f"{path} has SHA-256 {digest[:12]}..., not the shipped {DEFAULT_SHA256[:12]}...: "
+                "the file was changed or damaged; reinstall medrecon or pass --weights FILE"
+            )
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net = build_network(**saved["arch"])
