@@ -146,7 +146,7 @@ def apply_views(
     thick_axis: int,
     scale: tuple[float, float],
     *,
-    batch: int = 32,
+    batch: int = 1,
     device: str = "cpu",
     bf16: bool | None = None,
 ) -> np.ndarray:
