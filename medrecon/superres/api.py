@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.superres.grid import OutputGrid, isotropic_grid, like_grid, resample_to
-from medrecon.superres.profile import ReconstructError, profile_from_volume
-from medrecon.superres.stack import FINETUNE_STEPS, StackResult, super_resolve
+from medrecon.superres.grid import OutputGrid, coverage, isotropic_grid, like_grid, resample_to
+from medrecon.superres.profile import ReconstructError
+from medrecon.superres.stack import FINETUNE_STEPS, StackResult, baseline_or_network
 from medrecon.volume import Volume
 
 __all__ = ["METHODS", "Reconstruction", "load_stacks", "reconstruct", "write_reconstruction"]
@@ -64,35 +64,6 @@ def load_stacks(
 
 def _same_grid(a: OutputGrid, b: OutputGrid) -> bool:
     return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-6)
-
-
-def coverage(stack: Volume, grid: OutputGrid) -> np.ndarray:
-    """Grid points inside ``stack``'s field of view (half a voxel beyond its edge centres)."""
-    m = np.linalg.inv(stack.affine) @ grid.affine
-    idx = np.indices(grid.shape, dtype=np.float32).reshape(3, -1)
-    ijk = m[:3, :3].astype(np.float32) @ idx + m[:3, 3:4].astype(np.float32)
-    n = np.asarray(stack.spatial_shape, np.float32)[:, None]
-    inside = np.all((ijk >= -0.5) & (ijk <= n - 0.5), axis=0)
-    return inside.reshape(grid.shape)
-
-
-def _one_stack(stack: Volume, method: str, options: dict) -> StackResult:
-    if method == "network":
-        return super_resolve(stack, **options)
-    # Baselines: the same fine grid, no network.
-    t = time.perf_counter()
-    profile, axis, warnings = profile_from_volume(
-        stack, kind=options["kind"], thickness=options["thickness"]
-    )
-    from medrecon.superres.stack import fine_grid
-
-    h = min(float(s) for i, s in enumerate(stack.spacing) if i != axis)
-    grid = fine_grid(stack, axis, h)
-    vol = resample_to(stack, grid, order=1 if method == "linear" else 3)
-    return StackResult(
-        vol, profile, axis, h, warnings, weights=method,
-        seconds={"total": time.perf_counter() - t},
-    )  # fmt: skip
 
 
 def reconstruct(
@@ -147,7 +118,7 @@ def reconstruct(
 
         volume, details = reconstruct_several(volumes, grid, method, options, register=register)
     else:
-        result = _one_stack(volumes[0], method, options)
+        result = baseline_or_network(volumes[0], method, options)
         volume, details = _onto_grid(result, volumes[0], grid)
     sidecar = {
         "medrecon_version": __version__,

@@ -18,7 +18,14 @@ import numpy as np
 from medrecon.superres.profile import thick_axis
 from medrecon.volume import Volume
 
-__all__ = ["OutputGrid", "in_plane_spacing", "isotropic_grid", "like_grid", "resample_to"]
+__all__ = [
+    "OutputGrid",
+    "coverage",
+    "in_plane_spacing",
+    "isotropic_grid",
+    "like_grid",
+    "resample_to",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +125,13 @@ def resample_to(
         src, m[:3, :3], offset=m[:3, 3], output_shape=grid.shape, order=order, mode=mode, cval=cval
     )
     return Volume(out, grid.affine.copy(), volume.meta.copy())
+
+
+def coverage(stack: Volume, grid: OutputGrid) -> np.ndarray:
+    """Grid points inside ``stack``'s field of view (half a voxel beyond its edge centres)."""
+    m = np.linalg.inv(stack.affine) @ grid.affine
+    idx = np.indices(grid.shape, dtype=np.float32).reshape(3, -1)
+    ijk = m[:3, :3].astype(np.float32) @ idx + m[:3, 3:4].astype(np.float32)
+    n = np.asarray(stack.spatial_shape, np.float32)[:, None]
+    inside = np.all((ijk >= -0.5) & (ijk <= n - 0.5), axis=0)
+    return inside.reshape(grid.shape)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from medrecon.superres.fuse import fuse
-from medrecon.superres.grid import OutputGrid, resample_to
+from medrecon.superres.grid import OutputGrid, coverage, resample_to
 from medrecon.superres.register import apply_rigid, check_stacks, register_rigid
+from medrecon.superres.stack import baseline_or_network
 from medrecon.volume import Volume
 
 __all__ = ["reconstruct_several"]
@@ -38,8 +39,6 @@ def reconstruct_several(
     ``register=False`` trusts the headers' positions (stacks acquired without
     motion between them, or already aligned).
     """
-    from medrecon.superres.api import _one_stack, coverage
-
     warnings = check_stacks(stacks)
     entries: list[dict] = []
     kept: list[Volume] = [stacks[0]]
@@ -73,7 +72,7 @@ def reconstruct_several(
 
     on_grid, masks, directions, profiles = [], [], [], []
     for index, stack, reg in zip(used_index, kept, registrations):
-        result = _one_stack(stack, method, options)
+        result = baseline_or_network(stack, method, options)
         vol = resample_to(result.volume, grid, order=3)
         inside = coverage(stack, grid)
         on_grid.append(vol)

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.superres.consistency import project
-from medrecon.superres.grid import OutputGrid
+from medrecon.superres.grid import OutputGrid, resample_to
 from medrecon.superres.network import FineTuneReport, apply_views, fine_tune
 from medrecon.superres.pairs import intensity_scale, make_pairs, upsample_axis
 from medrecon.superres.profile import SliceProfile, profile_from_volume
 from medrecon.superres.weights import load_network
 from medrecon.volume import Volume
 
-__all__ = ["StackResult", "fine_grid", "super_resolve"]
+__all__ = ["StackResult", "baseline_or_network", "fine_grid", "super_resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +153,21 @@ def super_resolve(
         seconds["total"],
     )  # fmt: skip
     return StackResult(grid.volume(out, meta), profile, axis, h, warnings, report, source, seconds)
+
+
+def baseline_or_network(stack: Volume, method: str, options: dict) -> StackResult:
+    """``stack`` on its fine grid by ``method``: "network" (:func:`super_resolve`) or a baseline."""
+    if method == "network":
+        return super_resolve(stack, **options)
+    # Baselines: the same fine grid, no network.
+    t = time.perf_counter()
+    profile, axis, warnings = profile_from_volume(
+        stack, kind=options["kind"], thickness=options["thickness"]
+    )
+    h = min(float(s) for i, s in enumerate(stack.spacing) if i != axis)
+    grid = fine_grid(stack, axis, h)
+    vol = resample_to(stack, grid, order=1 if method == "linear" else 3)
+    return StackResult(
+        vol, profile, axis, h, warnings, weights=method,
+        seconds={"total": time.perf_counter() - t},
+    )  # fmt: skip
