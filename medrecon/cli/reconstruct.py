@@ -109,14 +109,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _sidecar_path(output: Path) -> Path:
-    name = output.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return output.with_name(name[: -len(suffix)] + ".json")
-    raise InputError(f"output {output} must be a .nii or .nii.gz file")
-
-
 def _inside(path: Path, inputs: Sequence[Path]) -> Path | None:
     """The input ``path`` is, or lies inside (a DICOM folder), if any."""
     target = path.resolve()
@@ -130,8 +122,10 @@ def _inside(path: Path, inputs: Sequence[Path]) -> Path | None:
 def _check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
     """The output and sidecar paths, refused when they would touch an input or an
     existing file (without ``--overwrite``)."""
+    from medrecon.superres.api import sidecar_path
+
     output = Path(args.output)
-    sidecar = _sidecar_path(output)
+    sidecar = sidecar_path(output)
     inputs = [Path(s) for s in args.stacks] + ([Path(args.like)] if args.like else [])
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:

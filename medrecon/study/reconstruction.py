@@ -152,9 +152,7 @@ def reconstruct_input(
     sidecar = result.sidecar
     for entry in sidecar.get("stacks", []):
         entry["input"] = entry.get("input") or where
-    out = result.volume
-    # The stack's SliceThickness describes the source slices, not the reconstruction's.
-    out.meta.extra.pop("slice_thickness", None)
+    out = result.volume  # reconstruct() drops the stack's SliceThickness
     record = {"file": RECONSTRUCTION_JSON, **sidecar}
     warnings = [f"reconstruction: {w}" for w in sidecar.get("warnings", [])]
     return ReconstructedInput(out, record, source=volume, warnings=warnings)

@@ -16,12 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.superres.grid import OutputGrid, coverage, isotropic_grid, like_grid, resample_to
+from medrecon.superres.grid import OutputGrid, isotropic_grid, like_grid
 from medrecon.superres.profile import ReconstructError
-from medrecon.superres.stack import FINETUNE_STEPS, StackResult, baseline_or_network
+from medrecon.superres.stack import FINETUNE_STEPS, StackResult, baseline_or_network, onto_grid
 from medrecon.volume import Volume
 
-__all__ = ["METHODS", "Reconstruction", "load_stacks", "reconstruct", "write_reconstruction"]
+__all__ = [
+    "METHODS",
+    "Reconstruction",
+    "load_stacks",
+    "reconstruct",
+    "sidecar_path",
+    "write_reconstruction",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +67,6 @@ def load_stacks(
             vol.meta.extra.setdefault("input_path", str(item))
             out.append(vol)
     return out
-
-
-def _same_grid(a: OutputGrid, b: OutputGrid) -> bool:
-    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-6)
 
 
 def reconstruct(
@@ -120,6 +123,8 @@ def reconstruct(
     else:
         result = baseline_or_network(volumes[0], method, options)
         volume, details = _onto_grid(result, volumes[0], grid)
+    # The stacks' SliceThickness describes the source slices, not the reconstruction.
+    volume.meta.extra.pop("slice_thickness", None)
     sidecar = {
         "medrecon_version": __version__,
         "method": method,
@@ -141,20 +146,25 @@ def reconstruct(
 def _onto_grid(result: StackResult, stack: Volume, grid: OutputGrid) -> tuple[Volume, dict]:
     """The stack's fine-grid result sampled once onto ``grid``; outside its field, background."""
     entry = {"input": stack.meta.extra.get("input_path"), **result.describe()}
-    own = OutputGrid(result.volume.spatial_shape, result.volume.affine)
-    if _same_grid(own, grid):
-        return result.volume, {"stacks": [entry], "coverage": 1.0}
-    vol = resample_to(result.volume, grid, order=3)
-    inside = coverage(stack, grid)
-    background = float(np.min(stack.array))
-    vol.array[~inside] = background
+    vol, inside = onto_grid(result, stack, grid)
     frac = float(inside.mean())
     if frac < 1.0:
+        background = float(np.min(stack.array))
+        vol.array[~inside] = background
         entry.setdefault("warnings", []).append(
             f"{100 * (1 - frac):.1f}% of the output grid lies outside the stack: set to "
             f"{background:g}"
         )
     return vol, {"stacks": [entry], "coverage": round(frac, 6)}
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``OUT.json`` beside ``OUT.nii.gz`` (or ``OUT.nii``); other names are refused."""
+    path = Path(path)
+    for suffix in (".nii.gz", ".nii"):
+        if path.name.lower().endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)] + ".json")
+    raise ReconstructError(f"output {path} must be a .nii or .nii.gz file")
 
 
 def write_reconstruction(result: Reconstruction, path: str | Path) -> tuple[Path, Path]:
@@ -163,14 +173,7 @@ def write_reconstruction(result: Reconstruction, path: str | Path) -> tuple[Path
     from medrecon.io.nifti import write_nifti
 
     path = Path(path)
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    else:
-        raise ReconstructError(f"output must end in .nii or .nii.gz, got {path.name!r}")
-    sidecar = path.with_name(name + ".json")
+    sidecar = sidecar_path(path)
     write_nifti(result.volume, path)
     atomic_write_json(sidecar, result.sidecar)
     return path, sidecar

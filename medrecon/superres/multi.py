@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from medrecon.superres.fuse import fuse
-from medrecon.superres.grid import OutputGrid, coverage, resample_to
+from medrecon.superres.grid import OutputGrid
 from medrecon.superres.register import apply_rigid, check_stacks, register_rigid
-from medrecon.superres.stack import baseline_or_network
+from medrecon.superres.stack import baseline_or_network, onto_grid
 from medrecon.volume import Volume
 
 __all__ = ["reconstruct_several"]
@@ -41,13 +41,12 @@ def reconstruct_several(
     """
     warnings = check_stacks(stacks)
     entries: list[dict] = []
-    kept: list[Volume] = [stacks[0]]
-    registrations: list[dict | None] = [None]
+    # (index, stack as fused, its registration record) for every stack kept.
+    kept: list[tuple[int, Volume, dict | str]] = [(0, stacks[0], "reference (stack 0)")]
     t = time.perf_counter()
     for i, stack in enumerate(stacks[1:], start=1):
         if not register:
-            kept.append(stack)
-            registrations.append({"method": "none: the headers' positions were trusted"})
+            kept.append((i, stack, {"method": "none: the headers' positions were trusted"}))
             continue
         reg = register_rigid(stack, stacks[0], seed=options.get("seed", 0))
         if not reg.ok:
@@ -63,18 +62,13 @@ def reconstruct_several(
                 }
             )
             continue
-        kept.append(apply_rigid(stack, reg))
-        registrations.append(reg.describe())
+        kept.append((i, apply_rigid(stack, reg), reg.describe()))
     register_seconds = time.perf_counter() - t
-    used_index = [0] + [i for i in range(1, len(stacks)) if not any(
-        e["index"] == i for e in entries
-    )]  # fmt: skip
 
     on_grid, masks, directions, profiles = [], [], [], []
-    for index, stack, reg in zip(used_index, kept, registrations):
+    for index, stack, registration in kept:
         result = baseline_or_network(stack, method, options)
-        vol = resample_to(result.volume, grid, order=3)
-        inside = coverage(stack, grid)
+        vol, inside = onto_grid(result, stack, grid)
         on_grid.append(vol)
         masks.append(inside)
         directions.append(_through_plane(stack, result.thick_axis))
@@ -84,7 +78,7 @@ def reconstruct_several(
                 "index": index,
                 "input": stack.meta.extra.get("input_path"),
                 "used": True,
-                "registration": reg or "reference (stack 0)",
+                "registration": registration,
                 "coverage": round(float(inside.mean()), 6),
                 **result.describe(),
             }
@@ -96,7 +90,7 @@ def reconstruct_several(
     else:
         array, fusion = fuse(on_grid, directions, profiles, grid, masks)
     union = np.logical_or.reduce(masks)
-    background = float(min(np.min(s.array) for s in kept))
+    background = float(min(np.min(stack.array) for _, stack, _ in kept))
     array = np.where(union, array, background).astype(np.float32)
     fusion["seconds"] = round(time.perf_counter() - t, 3)
     entries.sort(key=lambda e: e["index"])

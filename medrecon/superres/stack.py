@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.superres.consistency import project
-from medrecon.superres.grid import OutputGrid, resample_to
+from medrecon.superres.grid import OutputGrid, coverage, in_plane_spacing, resample_to
 from medrecon.superres.network import FineTuneReport, apply_views, fine_tune
 from medrecon.superres.pairs import intensity_scale, make_pairs, upsample_axis
 from medrecon.superres.profile import SliceProfile, profile_from_volume
 from medrecon.superres.weights import load_network
 from medrecon.volume import Volume
 
-__all__ = ["StackResult", "baseline_or_network", "fine_grid", "super_resolve"]
+__all__ = ["StackResult", "baseline_or_network", "fine_grid", "onto_grid", "super_resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ def super_resolve(
         profile, axis, warnings = profile_from_volume(stack, kind=kind, thickness=thickness)
     else:
         _, axis, _ = profile_from_volume(stack, kind=profile.kind, thickness=profile.thickness)
-    in_plane = [float(s) for i, s in enumerate(stack.spacing) if i != axis]
-    h = float(fine_spacing) if fine_spacing else min(in_plane)
+    h = float(fine_spacing) if fine_spacing else in_plane_spacing(stack)
     grid = fine_grid(stack, axis, h)
     array = np.asarray(stack.array, dtype=np.float32)
     centres = np.arange(stack.shape[axis]) * profile.spacing
@@ -146,13 +145,13 @@ def super_resolve(
         out = project(out, array, axis, profile, h, centres)
         seconds["consistency"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
-    meta = stack.meta.copy()
-    meta.extra.pop("slice_thickness", None)
     log.info(
         "super-resolved axis %d %.3gx (%s) in %.1f s", axis, profile.spacing / h, source,
         seconds["total"],
     )  # fmt: skip
-    return StackResult(grid.volume(out, meta), profile, axis, h, warnings, report, source, seconds)
+    return StackResult(
+        grid.volume(out, stack.meta.copy()), profile, axis, h, warnings, report, source, seconds
+    )
 
 
 def baseline_or_network(stack: Volume, method: str, options: dict) -> StackResult:
@@ -164,10 +163,21 @@ def baseline_or_network(stack: Volume, method: str, options: dict) -> StackResul
     profile, axis, warnings = profile_from_volume(
         stack, kind=options["kind"], thickness=options["thickness"]
     )
-    h = min(float(s) for i, s in enumerate(stack.spacing) if i != axis)
+    h = in_plane_spacing(stack)
     grid = fine_grid(stack, axis, h)
     vol = resample_to(stack, grid, order=1 if method == "linear" else 3)
     return StackResult(
         vol, profile, axis, h, warnings, weights=method,
         seconds={"total": time.perf_counter() - t},
     )  # fmt: skip
+
+
+def onto_grid(result: StackResult, stack: Volume, grid: OutputGrid) -> tuple[Volume, np.ndarray]:
+    """``result`` sampled once onto ``grid`` (cubic B-spline) and where ``stack`` covers it.
+
+    When ``grid`` is the result's own fine grid, nothing is resampled.
+    """
+    own = result.volume
+    if own.spatial_shape == grid.shape and np.allclose(own.affine, grid.affine, atol=1e-6):
+        return own, np.ones(grid.shape, bool)
+    return resample_to(own, grid, order=3), coverage(stack, grid)
