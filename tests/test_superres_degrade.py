@@ -8,6 +8,7 @@ import pytest
 from medrecon.space import LPS_TO_RAS
 from medrecon.superres import SliceProfile, profile_from_volume
 from medrecon.superres.degrade import (
+    as_operator,
     degrade_axis,
     simulate_stack,
     slice_centres,
@@ -161,3 +162,16 @@ def test_simulated_stack_sees_a_plane_in_the_slice_whose_centre_holds_it():
     k = thick.ras_to_voxel(plane_ras)[0, 0]
     assert int(np.argmax(thick.array[:, 0, 0])) == round(k)
     assert thick.meta.extra["slice_thickness"] == pytest.approx(3 * h)
+
+
+def test_operator_drops_only_entries_too_small_to_matter():
+    # A B-spline's geometric tail: 0.268**k reaches float32 denormals past k ~ 65.
+    tail = 0.2679 ** np.arange(120.0)
+    m = np.vstack([tail, tail[::-1]])
+    op = as_operator(m)
+    assert op.dtype == np.float32 and op.flags["C_CONTIGUOUS"]
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((op != 0) & (np.abs(op) < tiny))  # no denormal left
+    assert np.all(op[np.abs(m) >= 1e-9] != 0)  # everything that counts is kept
+    x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    np.testing.assert_allclose(x @ op, x.astype(np.float64) @ m, rtol=1e-5, atol=1e-6)

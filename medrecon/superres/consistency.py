@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from medrecon.superres.degrade import weight_matrix
+from medrecon.superres.degrade import as_operator, weight_matrix
 from medrecon.superres.profile import SliceProfile
 
 __all__ = ["project"]
@@ -48,9 +48,9 @@ def project(
     a = weight_matrix(profile, h, n_fine, centres[inside])
     x = np.moveaxis(np.asarray(estimate, dtype=np.float32), axis, -1)
     y = np.moveaxis(np.asarray(slices, dtype=np.float32), axis, -1)[..., inside]
-    residual = y - x @ a.T.astype(np.float32)
+    residual = y - x @ as_operator(a.T)
     gram = a @ a.T + lam * np.eye(len(a))
     # (r G^-1) A, with G symmetric: solve once for the small k x k system.
-    step = np.linalg.solve(gram, a).astype(np.float32)
+    step = as_operator(np.linalg.solve(gram, a))
     out = x + residual @ step
     return np.moveaxis(out, -1, axis)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medrecon.superres.consistency import project
-from medrecon.superres.degrade import degrade_axis, slice_centres
+from medrecon.superres.degrade import as_operator, degrade_axis, slice_centres
 from medrecon.superres.profile import SliceProfile
 from medrecon.volume import Volume
 
@@ -47,7 +47,7 @@ def upsample_axis(
     grid = np.meshgrid(pos, np.arange(n), indexing="ij")
     matrix = ndimage.map_coordinates(eye, grid, order=order, mode="nearest")
     moved = np.moveaxis(np.asarray(thick, dtype=np.float32), axis, -1)
-    out = moved @ matrix.T.astype(np.float32)
+    out = moved @ as_operator(matrix.T)
     return np.moveaxis(out, -1, axis)
 
 
