@@ -72,6 +72,25 @@ def test_loss_falls_same_seed_same_run_and_resume_matches(upper_cohort, tmp_path
     assert shipped.weights.sha256 and shipped.weights.path.name == "model.pt"
 
 
+def test_cpu_bf16_autocast_trains_and_keeps_float32_weights(upper_cohort, tmp_path):
+    # --amp on the CPU: bfloat16 autocast (what made the shipped run's steps 1.6x faster
+    # on an AMX CPU); the weights and the optimiser stay float32.
+    import torch
+
+    from medrecon.superres.network import bf16_supported
+    from medrecon.train.loop import train
+
+    if not bf16_supported("cpu"):
+        pytest.skip("this CPU has no native bfloat16")
+    cohort, pipeline = upper_cohort
+    run = train(cohort, pipeline, tmp_path, _config(amp=True))
+    losses = [row["train_loss"] for row in run.history]
+    assert losses[-1] < 0.85 * losses[0], losses
+    state = _weights(tmp_path / "checkpoint_last.pt")
+    assert state["config"]["amp"] is True
+    assert {v.dtype for v in state["model"].values() if v.is_floating_point()} == {torch.float32}
+
+
 def test_resume_refuses_an_existing_run_without_the_flag(upper_cohort, tmp_path):
     from medrecon.train.loop import train
 

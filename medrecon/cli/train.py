@@ -50,7 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=d.val_every, help="epochs; 0 = never")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    amp = p.add_mutually_exclusive_group()
+    amp.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    amp.add_argument(
+        "--amp", action="store_true", help="bfloat16 autocast on the CPU too (fast with AMX)"
+    )
     p.add_argument("--workers", type=int, default=d.workers, help="patch loader processes")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         seed=args.seed,
         device=args.device,
-        amp=False if args.no_amp else None,
+        amp=True if args.amp else False if args.no_amp else None,
         workers=args.workers,
         threads=args.threads,
         init_weights=args.init,

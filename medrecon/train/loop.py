@@ -20,6 +20,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.pipeline.config import Pipeline
+from medrecon.superres.network import bf16_supported
 from medrecon.train.augment import (
     AugmentConfig,
     ModelSpace,
@@ -33,6 +34,7 @@ from medrecon.train.prepare import PreparedCase
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
+
 
 MODEL = "model.pt"
 PIPELINE = "pipeline.yaml"
@@ -54,7 +56,7 @@ class TrainConfig:
     val_every: int = 5
     seed: int = 0
     device: str = "auto"
-    #: Mixed precision; None = on for CUDA only.
+    #: Mixed precision (fp16 on CUDA, bf16 on the CPU: fast where it has AMX); None = CUDA only.
     amp: bool | None = None
     workers: int = 0
     #: torch intra-op threads; None leaves torch's default.
@@ -221,6 +223,9 @@ class _Run:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(config))
         self.amp = device.startswith("cuda") if config.amp is None else config.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and device.startswith("cuda"))
+        if self.amp and device == "cpu" and not bf16_supported("cpu"):
+            # Emulated bfloat16 is several times slower than float32, not faster.
+            logger.warning("--amp on a CPU without native bfloat16 (AMX/AVX512-BF16) is slow")
         self.step, self.epoch, self.best, self.best_epoch = 0, 0, -math.inf, 0
         self.history: list[dict[str, float]] = []
 
