@@ -64,7 +64,7 @@ def test_apply_views_of_an_untrained_network_returns_its_input(axis):
 
 
 def test_bf16_views_match_fp32_within_the_correction_precision():
-    from medrecon.superres.network import bf16_supported
+    from medrecon.pipeline.device import bf16_supported
 
     if not bf16_supported("cpu"):
         pytest.skip("this CPU has no native bfloat16")

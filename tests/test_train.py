@@ -73,11 +73,11 @@ def test_loss_falls_same_seed_same_run_and_resume_matches(upper_cohort, tmp_path
 
 
 def test_cpu_bf16_autocast_trains_and_keeps_float32_weights(upper_cohort, tmp_path):
-    # --amp on the CPU: bfloat16 autocast (what made the shipped run's steps 1.6x faster
-    # on an AMX CPU); the weights and the optimiser stay float32.
+    # --amp on the CPU: bfloat16 autocast (1.6x the steps per second on an AMX CPU);
+    # the weights and the optimiser stay float32.
     import torch
 
-    from medrecon.superres.network import bf16_supported
+    from medrecon.pipeline.device import bf16_supported
     from medrecon.train.loop import train
 
     if not bf16_supported("cpu"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from medrecon.errors import InputError
 
-__all__ = ["DeviceChoice", "resolve_device"]
+__all__ = ["DeviceChoice", "bf16_supported", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,20 @@ def _mps_available() -> bool:
 
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively (CPUs with AVX512-BF16/AMX)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
 
 
 def resolve_device(requested: str = "auto", *, amp: bool | None = None) -> DeviceChoice:

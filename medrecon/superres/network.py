@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medrecon.pipeline.device import bf16_supported
 from medrecon.superres.pairs import TrainingPairs
 
 __all__ = [
     "FineTuneReport",
     "apply_views",
-    "bf16_supported",
     "build_network",
     "fine_tune",
     "flops_per_pixel",
@@ -63,20 +63,6 @@ def build_network(channels: int = 16, layers: int = 4):
             return x + self.body(x)
 
     return _Residual()
-
-
-def bf16_supported(device: str) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions natively (CPUs with AVX512-BF16/AMX)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def flops_per_pixel(net) -> int:

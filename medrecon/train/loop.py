@@ -20,7 +20,7 @@ import numpy as np
 
 from medrecon.errors import InputError
 from medrecon.pipeline.config import Pipeline
-from medrecon.superres.network import bf16_supported
+from medrecon.pipeline.device import bf16_supported
 from medrecon.train.augment import (
     AugmentConfig,
     ModelSpace,
@@ -34,7 +34,6 @@ from medrecon.train.prepare import PreparedCase
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
-
 
 MODEL = "model.pt"
 PIPELINE = "pipeline.yaml"
