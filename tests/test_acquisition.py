@@ -61,6 +61,32 @@ def test_slab_positions_cover_the_whole_patch_and_inplane_crops_cut_borders():
     assert kept.any(dim=(0, 1)).all()  # the axial axis is untouched
 
 
+def test_scan_end_shifts_the_patch_and_fills_beyond_the_cut():
+    data = _patch()
+    data["tissue"] = data["label"].clone()
+    end = acq.rand_scan_end(1.0, 0.5, axial_axis=2)
+    seen = {True: 0, False: 0}
+    for seed in range(40):
+        out = _run(end, data, seed)
+        kept = (out["label"][0] != IGNORE).any(dim=(0, 1))
+        z = torch.nonzero(kept)[:, 0]
+        shift = 40 - len(z)
+        assert 1 <= shift <= 20 and (z.diff() == 1).all()
+        up = int(z[0]) > 0  # content moved to higher indices, fill below it
+        seen[up] += 1
+        src = slice(0, 40 - shift) if up else slice(shift, 40)
+        dst = slice(int(z[0]), int(z[-1]) + 1)
+        for key in ("image", "label", "tissue"):  # moved together, voxel for voxel
+            assert torch.equal(out[key][..., dst], data[key][..., src])
+        gone = torch.ones(40, dtype=torch.bool)
+        gone[dst] = False
+        assert (out["image"][..., gone] == data["image"].min()).all()
+        assert (out["label"][..., gone] == IGNORE).all()
+    assert seen[True] > 5 and seen[False] > 5  # the scan ends above and below
+    unchanged = _run(acq.rand_scan_end(0.0, 0.5), data)
+    assert torch.equal(unchanged["image"], data["image"])
+
+
 def test_thick_slices_blur_through_plane_only():
     x = torch.linspace(0, 1, 32)
     # Varies only in-plane: an axial acquisition of any thickness leaves it as it is.
@@ -143,6 +169,7 @@ def test_full_chain_gives_valid_reproducible_patches():
         margin=4,
         synth_prob=0.5,
         phase_prob=0.5,
+        scan_end_prob=0.5,
         fov_prob=0.5,
         inplane_crop_prob=0.3,
         thick_prob=0.5,
@@ -193,5 +220,7 @@ def test_bad_augmentation_values_are_refused():
         AugmentConfig.from_mapping({"phases": ["venous"]})
     with pytest.raises(InputError, match="fov_mm"):
         AugmentConfig.from_mapping({"fov_mm": [50, 10]})
+    with pytest.raises(InputError, match="scan_end_max"):
+        AugmentConfig.from_mapping({"scan_end_max": 1.0})
     with pytest.raises(InputError, match="unknown augmentation keys"):
         AugmentConfig.from_mapping({"synthesis": 1})

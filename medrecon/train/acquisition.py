@@ -8,6 +8,9 @@ training patch (``image`` (1, X, Y, Z) on the model grid, ``label``, ``tissue``)
 * :func:`rand_field_of_view`: a limited scan: an axial slab of ``fov_mm`` and/or an
   in-plane box, the rest filled as the sliding window pads (the image minimum) and
   left out of the loss, so organs end at any border as they do in a 20-slice study.
+* :func:`rand_scan_end`: the scan ends inside the patch: the patch shifted along the
+  axial axis, the slices it vacates filled and left out of the loss, so the first and
+  last slices of a training volume also appear with fill beyond them.
 * :func:`rand_slice_thickness`: a thick or gapped acquisition: a Gaussian slice
   profile of the drawn thickness, sampled at the drawn spacing and interpolated back
   linearly (what inference's resampling does to such a study).
@@ -33,6 +36,7 @@ __all__ = [
     "rand_clamp",
     "rand_contrast_phase",
     "rand_field_of_view",
+    "rand_scan_end",
     "rand_slice_thickness",
     "rand_synth",
 ]
@@ -151,6 +155,46 @@ def rand_field_of_view(
             return out
 
     return RandFieldOfViewd()
+
+
+def rand_scan_end(prob: float, max_frac: float, axial_axis: int = 2) -> Any:
+    """With ``prob`` the patch moves by 1 to ``max_frac`` of its axial length, up or down;
+    the slices it vacates hold the image minimum and :data:`IGNORE`.
+
+    Class-centred crops are clamped inside the volume, so without this a training
+    volume's first and last slices only ever sit at the patch border: a network then
+    learns that nothing is cut off there, and fails on a slab through the same anatomy
+    padded on both sides, as inference pads it (measured: liver Dice 0.93 on the top 10
+    slices of the training CT at the top of the input, 0.00 with fill above them).
+    """
+
+    class RandScanEndd(_base()):
+        def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+            import torch
+
+            if self.R.rand() >= prob:
+                return data
+            image = torch.as_tensor(data["image"])
+            n = image.shape[1 + axial_axis]
+            shift = self.R.randint(1, max(1, round(max_frac * n)) + 1)
+            if shift >= n:
+                return data
+            up = self.R.rand() < 0.5
+            src = [slice(None)] * 4
+            dst = [slice(None)] * 4
+            src[1 + axial_axis] = slice(0, n - shift) if up else slice(shift, n)
+            dst[1 + axial_axis] = slice(shift, n) if up else slice(0, n - shift)
+            out = dict(data)
+            for key, fill in (("image", image.min()), ("label", IGNORE), ("tissue", 0)):
+                if key not in data:
+                    continue
+                old = torch.as_tensor(data[key])
+                new = torch.full_like(old, fill)
+                new[tuple(dst)] = old[tuple(src)]
+                out[key] = new
+            return out
+
+    return RandScanEndd()
 
 
 def _thicken(image, axis: int, spacing_mm: float, thickness_mm: float, grid_mm: float):

@@ -85,6 +85,9 @@ class AugmentConfig:
     fov_mm: tuple[float, float] = (10.0, 200.0)
     inplane_crop_prob: float = 0.0
     inplane_crop_min: float = 0.5
+    # The scan ends inside the patch (rand_scan_end): shift by up to this patch fraction.
+    scan_end_prob: float = 0.0
+    scan_end_max: float = 0.5
     # Thick or gapped slices and coarse pixels (rand_slice_thickness).
     thick_prob: float = 0.0
     thick_spacing_mm: tuple[float, float] = (1.0, 7.0)
@@ -128,6 +131,8 @@ class AugmentConfig:
             )
         if not 0 < self.inplane_crop_min <= 1:
             raise InputError(f"{where}: inplane_crop_min must be in (0, 1]")
+        if not 0 < self.scan_end_max < 1:
+            raise InputError(f"{where}: scan_end_max must be in (0, 1)")
 
 
 def left_right_pairs(pipeline: Pipeline) -> list[tuple[int, int]]:
@@ -282,7 +287,7 @@ def build_patch_chain(
 
     Order: crop, geometry (affine, elastic, flips; image, label and tissue together),
     then what makes the image (a contrast phase of the real CT, or a synthetic image
-    from the tissue map), then how it was acquired (field of view, slice thickness,
+    from the tissue map), then how it was acquired (scan end, field of view, slice thickness,
     bias field), then the generic intensity changes, and last the pipeline's clip.
     """
     from monai import transforms as mt
@@ -324,6 +329,8 @@ def build_patch_chain(
                 config.synth_dark_prob,
             )
         )
+    if config.scan_end_prob > 0:
+        chain.append(acq.rand_scan_end(config.scan_end_prob, config.scan_end_max, space.axial_axis))
     if config.fov_prob > 0 or config.inplane_crop_prob > 0:
         chain.append(
             acq.rand_field_of_view(
