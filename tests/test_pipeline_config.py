@@ -89,6 +89,15 @@ def _broken(change):
         (lambda d: d["refine"].append({"step": "dilate"}), "unknown step 'dilate'"),
         (lambda d: d["refine"].append({"step": "remove_small_islands"}), "min_volume_mm3'"),
         (lambda d: d["refine"].append({"step": "fill_holes", "labels": ["liver"]}), "'liver'"),
+        (lambda d: d["refine"].append({"step": "keep_below"}), "keep_below needs the labels"),
+        (
+            lambda d: d["refine"].append({"step": "keep_below", "labels": [1]}),
+            "'refine[1].reference'",
+        ),
+        (
+            lambda d: d["refine"].append({"step": "keep_below", "labels": [1], "reference": [9]}),
+            "9 is not a label",
+        ),
         (lambda d: d.update(outputs=["labels", "movie"]), "'outputs' must be a list"),
         (lambda d: d["weights"].update(sha256="abc"), "must be 64 hex digits"),
         (lambda d: d.update(coarse={"margin_mm": 5}), "'coarse.spacing': is required"),

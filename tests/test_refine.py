@@ -300,3 +300,52 @@ def test_refine_labels_on_boxes_equals_whole_volume(seed):
     steps = [pool[i] for i in rng.integers(0, len(pool), 4)]
     expected = _per_label_on_whole_volume(labels, steps)
     np.testing.assert_array_equal(refine_labels(labels, (1.0, 1.0, 1.0), steps), expected)
+
+
+# --- keep_below: anatomy in scanner coordinates -----------------------------------------
+
+
+def _two_organs(affine_z: float):
+    """An 'organ' (label 1) in the upper half of a 30-slice volume along axis 2 and two
+    blobs of label 2, one under it and one beside it, in scanner S ``affine_z`` per slice."""
+    labels = np.zeros((20, 20, 30), dtype=np.uint8)
+    labels[2:10, 2:10, 15:28] = 1  # reference, lowest slice 15
+    labels[12:18, 12:18, 2:8] = 2  # below it: kept
+    labels[12:18, 12:18, 18:24] = 2  # beside it: removed
+    affine = np.diag([2.0, 2.0, affine_z, 1.0])
+    affine[2, 3] = 100.0
+    return labels, affine
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_keep_below_removes_what_lies_above_the_reference_in_scanner_space(flip):
+    labels, affine = _two_organs(3.0)
+    if flip:
+        # The same anatomy stored the other way up: slice 0 is the top of the body.
+        labels = labels[:, :, ::-1].copy()
+        affine[2, 2], affine[2, 3] = -3.0, 100.0 + 29 * 3.0
+    step = RefineStep("keep_below", labels=(2,), reference=(1,))
+    out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
+    want = labels.copy()
+    upper = slice(6, 12) if flip else slice(18, 24)
+    want[12:18, 12:18, upper] = 0
+    assert np.array_equal(out, want)
+    assert (out == 2).sum() == 6 * 6 * 6 and (out == 1).sum() == (labels == 1).sum()
+
+
+def test_keep_below_without_its_reference_changes_nothing_and_needs_the_affine():
+    labels, affine = _two_organs(3.0)
+    labels[labels == 1] = 0  # no reference present (a pelvis-only scan)
+    step = RefineStep("keep_below", labels=(2,), reference=(1,))
+    assert np.array_equal(refine_labels(labels, (2.0, 2.0, 3.0), [step], affine), labels)
+    with pytest.raises(ValueError, match="affine"):
+        refine_labels(labels, (2.0, 2.0, 3.0), [step])
+
+
+def test_keep_below_measures_from_the_largest_reference_component():
+    labels, affine = _two_organs(3.0)
+    labels[0:2, 0:2, 0:2] = 1  # a stray reference island at the very bottom
+    step = RefineStep("keep_below", labels=(2,), reference=(1,))
+    out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
+    assert (out[12:18, 12:18, 18:24] == 0).all()  # still measured from slice 15
+    assert (out[12:18, 12:18, 2:8] == 2).all()

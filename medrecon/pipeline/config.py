@@ -47,6 +47,8 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     "remove_small_islands": {"min_volume_mm3": True},
     "fill_holes": {},
     "smooth": {"radius_mm": True},
+    # Components of ``labels`` centred above the lowest point of ``reference`` go.
+    "keep_below": {},
 }
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).
@@ -147,6 +149,8 @@ class RefineStep:
     kind: str
     labels: tuple[int, ...] | None = None
     params: dict[str, float] = field(default_factory=dict)
+    #: ``keep_below`` only: the labels the step's labels must lie below.
+    reference: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -249,22 +249,29 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
             for p, required in REFINE_STEPS[kind].items()
         }
         chosen = sec.get("labels")
-        values = None
-        if chosen is not None:
-            if not isinstance(chosen, list) or not chosen:
-                raise sec.error("labels", "must be a list of label names or values")
-            values = []
-            for item in chosen:
-                if isinstance(item, str) and item in by_name:
-                    values.append(by_name[item])
-                elif isinstance(item, int) and item in by_name.values():
-                    values.append(item)
-                else:
-                    raise sec.error("labels", f"{item!r} is not a label of this pipeline")
-            values = tuple(values)
+        values = None if chosen is None else _label_values(sec, "labels", chosen, by_name)
+        reference: tuple[int, ...] = ()
+        if kind == "keep_below":
+            if values is None:
+                raise sec.error("labels", "keep_below needs the labels it moves")
+            reference = _label_values(sec, "reference", sec.get("reference"), by_name)
         sec.finish()
-        steps.append(RefineStep(kind=kind, labels=values, params=params))
+        steps.append(RefineStep(kind=kind, labels=values, params=params, reference=reference))
     return tuple(steps)
+
+
+def _label_values(sec: Section, key: str, chosen: Any, by_name: dict[str, int]) -> tuple:
+    if not isinstance(chosen, list) or not chosen:
+        raise sec.error(key, "must be a list of label names or values")
+    values = []
+    for item in chosen:
+        if isinstance(item, str) and item in by_name:
+            values.append(by_name[item])
+        elif isinstance(item, int) and item in by_name.values():
+            values.append(item)
+        else:
+            raise sec.error(key, f"{item!r} is not a label of this pipeline")
+    return tuple(values)
 
 
 def _parse_outputs(top: Section, origin: str) -> tuple[str, ...]:

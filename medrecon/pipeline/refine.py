@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from medrecon.pipeline.anatomy import keep_below
 from medrecon.pipeline.config import REFINE_STEPS, RefineStep
 
 __all__ = [
@@ -208,14 +209,18 @@ def _shift(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, .
 
 
 def refine_labels(
-    labels: np.ndarray, spacing: Sequence[float], steps: Sequence[RefineStep]
+    labels: np.ndarray,
+    spacing: Sequence[float],
+    steps: Sequence[RefineStep],
+    affine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply ``steps`` in order to the 3D integer label map ``labels``.
 
     Each step runs on each of its labels in increasing order (``step.labels`` None: every
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
-    into per-axis voxel radii. A step only removes a label's voxels or adds voxels that are
+    into per-axis voxel radii. ``keep_below`` needs the voxel->RAS ``affine``
+    (:mod:`medrecon.pipeline.anatomy`). A step only removes a label's voxels or adds voxels that are
     0: labels never overwrite one another. Returns a new array of the same dtype;
     ``labels`` is not modified.
     """
@@ -227,6 +232,8 @@ def refine_labels(
         raise ValueError(f"spacing must be 3 positive values in mm, got {spacing!r}")
     # Check every step before touching a voxel: a bad step fails fast, not half-way.
     plans = [_plan(step, spacing_arr) for step in steps]
+    if affine is None and any(step.kind == "keep_below" for step in steps):
+        raise ValueError("refine step 'keep_below' needs the volume's affine")
     out = labels.copy()
     if not steps or not out.any():
         return out
@@ -236,6 +243,10 @@ def refine_labels(
     # tightened after each step, so later steps only look at what is left.
     boxes = {v + 1: b for v, b in enumerate(ndimage.find_objects(out)) if b is not None}
     for step, (op, gaps) in zip(steps, plans):
+        if step.kind == "keep_below":
+            keep_below(out, np.asarray(affine, dtype=float), step.labels or (), step.reference)
+            boxes = {v + 1: b for v, b in enumerate(ndimage.find_objects(out)) if b is not None}
+            continue
         chosen = boxes.keys() if step.labels is None else set(step.labels) & boxes.keys()
         log.debug("refine %s on labels %s", step.kind, sorted(chosen))
         for v in sorted(chosen):

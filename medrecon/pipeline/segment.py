@@ -175,7 +175,7 @@ class Segmenter:
         timings["resample"] = time.perf_counter() - t0
         if self.pipeline.refine:
             t0 = time.perf_counter()
-            labels = refine_labels(labels, volume.spacing, self.pipeline.refine)
+            labels = refine_labels(labels, volume.spacing, self.pipeline.refine, volume.affine)
             timings["refine"] = time.perf_counter() - t0
         return Segmentation.on_grid_of(
             volume,
