@@ -224,3 +224,16 @@ def test_bad_augmentation_values_are_refused():
         AugmentConfig.from_mapping({"scan_end_max": 1.0})
     with pytest.raises(InputError, match="unknown augmentation keys"):
         AugmentConfig.from_mapping({"synthesis": 1})
+
+
+@pytest.mark.parametrize("name", ["abdomen.dataset.yaml", "abdomen-continue.dataset.yaml"])
+def test_shipped_model_recipes_parse(shared_data, name):
+    """The two cohort files behind the shipped weights (docs/models.md) still load."""
+    from pathlib import Path
+
+    from medrecon.train.dataset import read_cohort
+
+    cohort = read_cohort(Path(__file__).resolve().parents[1] / "scripts" / name)
+    config = AugmentConfig.from_mapping(cohort.augment, name)
+    assert len(cohort.cases) == 1 and config.synth_prob == 0.75
+    assert config.scan_end_prob == (0.4 if "continue" in name else 0.0)

@@ -72,10 +72,17 @@ def test_held_out_mr_subject(shared_data, segmenters):
     # The MR is stored LPS; labels come back on its own grid.
     assert pred.shape == ref.shape
     dice, phantom = _scores(pred, ref, _labels(seg), float(np.prod(volume.spacing)) / 1000)
-    # Regression floors under what the shipped weights measure (aorta 0.80, IVC 0.64):
-    # the solid organs on this MR are still far below the project's goals (liver 0.27,
-    # spleen 0.25; docs/models.md), so they are not asserted here.
-    floors = {"aorta": 0.7, "inferior_vena_cava": 0.5}
+    # Regression floors under what the shipped weights measure (liver 0.89, spleen 0.83,
+    # kidneys 0.66 / 0.60, aorta 0.81, IVC 0.65; docs/models.md). The kidneys are below
+    # the project's goal of 0.75; these floors only catch a regression.
+    floors = {
+        "liver": 0.8,
+        "spleen": 0.75,
+        "kidney_right": 0.55,
+        "kidney_left": 0.5,
+        "aorta": 0.7,
+        "inferior_vena_cava": 0.5,
+    }
     low = {k: round(dice[k], 3) for k, floor in floors.items() if dice[k] < floor}
     assert not low, f"held-out MR Dice below the floors {floors}: {low}"
     assert not phantom, f"phantom organs on the MR: {phantom}"
@@ -91,14 +98,37 @@ def test_thin_slab_of_the_ct_keeps_its_organs(shared_data, segmenters):
     slab = cut_slab(volume, mid - 7, mid + 8)
     pred = seg(slab).labels.array
     dice, phantom = _scores(pred, ref[..., mid - 7 : mid + 8], _labels(seg), 0.027)
-    # Measured: spleen 0.86, kidneys 0.89 / 0.92, aorta 0.94; the liver only 0.38 (its
-    # upper part at a slab's edge is the model's known weak spot, docs/models.md), so
-    # the liver is held to "found at all", not to the project's goal.
-    floors = {"spleen": 0.8, "kidney_right": 0.8, "kidney_left": 0.85, "aorta": 0.85}
+    # Measured: spleen 0.96, kidneys 0.94 / 0.93, liver 0.97, aorta 0.94 (the previous
+    # weights: liver 0.38, their known weak spot at a slab's upper edge).
+    floors = {
+        "spleen": 0.9,
+        "kidney_right": 0.88,
+        "kidney_left": 0.88,
+        "liver": 0.9,
+        "aorta": 0.88,
+    }
     for organ, floor in floors.items():
         assert dice[organ] > floor, f"{organ}: Dice {dice[organ]:.3f} on a 45 mm slab"
-    assert dice["liver"] > 0.25
     assert not phantom, f"phantom organs on the slab: {phantom}"
+
+
+def test_top_slab_of_the_ct_padded_on_both_sides(shared_data, segmenters):
+    seg = segmenters["abdomen-ct"]
+    volume, ref = _case(shared_data, "ct-abdomen", "ct.nii.gz", _labels(seg))
+    # The CT's last 10 slices (30 mm), where liver and spleen are at their widest. Alone,
+    # they are padded with fill on both sides; the training CT never had fill above
+    # them until the scan-end augmentation, and the stage-1 weights found 9 mL of liver
+    # (of 563 mL) and no spleen here.
+    n = volume.spatial_shape[2]
+    pred = seg(cut_slab(volume, n - 10, n)).labels.array
+    dice, phantom = _scores(pred, ref[..., n - 10 :], _labels(seg), 0.027)
+    # Measured: spleen 0.82, liver 0.41. The network also calls 200 mL of the liver
+    # "urinary bladder" here; the pipeline's keep_below step removes it (the bladder
+    # never lies above the liver). 37 mL of kidney_right stays: the known weak spot
+    # in docs/models.md, so it is not asserted away.
+    assert "urinary_bladder" not in phantom, f"bladder in the upper abdomen: {phantom}"
+    assert dice["spleen"] > 0.75, f"spleen: Dice {dice['spleen']:.3f} on the top slab"
+    assert dice["liver"] > 0.3, f"liver: Dice {dice['liver']:.3f} on the top slab"
 
 
 def test_portal_venous_phase_of_the_ct(shared_data, segmenters):
