@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.anatomy import keep_below
 from medrecon.pipeline.config import REFINE_STEPS, RefineStep
 
 __all__ = [
+    "keep_below",
     "keep_largest_component",
     "remove_small_islands",
     "fill_holes",
@@ -208,6 +208,65 @@ def _shift(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, .
     return tuple(slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, outer))
 
 
+def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Every label's bounding box, in one pass."""
+    return {v + 1: b for v, b in enumerate(ndimage.find_objects(labels)) if b is not None}
+
+
+def _superior_mm(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
+    """RAS S (mm) of voxel positions ``ijk`` ((N, 3) indices)."""
+    return ijk @ affine[2, :3] + affine[2, 3]
+
+
+def keep_below(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    reference: Sequence[int],
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+) -> np.ndarray:
+    """Remove each 26-connected component of a label in ``values`` whose centroid lies
+    above the lowest voxel of a ``reference`` label's largest component.
+
+    Height is RAS S from the voxel->RAS ``affine``, whatever the array order: along the
+    body's long axis organs keep their order in every patient (the bladder below the
+    liver), where a network that has seen few bodies may not. The largest component,
+    so that a stray island far down does not move the limit; absent references impose
+    nothing. ``boxes`` (label -> bounding box) spares finding them again. Modifies and
+    returns ``labels``.
+    """
+    boxes = _label_boxes(labels) if boxes is None else boxes
+    lows = []
+    for ref in reference:
+        if ref in boxes:
+            box = boxes[ref]
+            largest = keep_largest_component(labels[box] == ref)
+            offset = np.array([b.start for b in box], dtype=float)
+            lows.append(float(_superior_mm(affine, np.argwhere(largest) + offset).min()))
+    if not lows:
+        return labels
+    limit = min(lows)  # kept components lie below every reference present
+    for v in values:
+        if v not in boxes:
+            continue
+        box = boxes[v]
+        crop = labels[box]  # a view: removals land in ``labels``
+        mask = crop == v
+        comp, counts = _components(mask)
+        offset = np.array([b.start for b in box], dtype=float)
+        centres = ndimage.center_of_mass(mask, comp, range(1, counts.size))
+        for i, centre in enumerate(centres, start=1):
+            s = float(_superior_mm(affine, (np.asarray(centre) + offset)[None])[0])
+            if s > limit:
+                crop[comp == i] = 0
+                log.info(
+                    "refine keep_below: removed a component of label %d (%d voxels) "
+                    "centred %.0f mm above the lowest point of label(s) %s",
+                    v, int(counts[i]), s - limit, sorted(set(reference) & boxes.keys()),
+                )  # fmt: skip
+    return labels
+
+
 def refine_labels(
     labels: np.ndarray,
     spacing: Sequence[float],
@@ -219,9 +278,9 @@ def refine_labels(
     Each step runs on each of its labels in increasing order (``step.labels`` None: every
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
-    into per-axis voxel radii. ``keep_below`` needs the voxel->RAS ``affine``
-    (:mod:`medrecon.pipeline.anatomy`). A step only removes a label's voxels or adds voxels that are
-    0: labels never overwrite one another. Returns a new array of the same dtype;
+    into per-axis voxel radii; ``keep_below`` needs the voxel->RAS ``affine``. A step
+    only removes a label's voxels or adds voxels that are 0: labels never overwrite one
+    another. Returns a new array of the same dtype;
     ``labels`` is not modified.
     """
     labels = np.asarray(labels)
@@ -241,11 +300,12 @@ def refine_labels(
         raise ValueError("labels must not be negative")
     # Every label's box in one pass. Boxes stay valid (see the module docstring) and are
     # tightened after each step, so later steps only look at what is left.
-    boxes = {v + 1: b for v, b in enumerate(ndimage.find_objects(out)) if b is not None}
+    boxes = _label_boxes(out)
     for step, (op, gaps) in zip(steps, plans):
         if step.kind == "keep_below":
-            keep_below(out, np.asarray(affine, dtype=float), step.labels or (), step.reference)
-            boxes = {v + 1: b for v, b in enumerate(ndimage.find_objects(out)) if b is not None}
+            affine_arr = np.asarray(affine, dtype=float)
+            keep_below(out, affine_arr, step.labels or (), step.reference, boxes)
+            boxes = _label_boxes(out)
             continue
         chosen = boxes.keys() if step.labels is None else set(step.labels) & boxes.keys()
         log.debug("refine %s on labels %s", step.kind, sorted(chosen))
