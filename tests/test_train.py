@@ -100,6 +100,21 @@ def test_resume_refuses_an_existing_run_without_the_flag(upper_cohort, tmp_path)
         train(cohort, pipeline, tmp_path, _config(epochs=1, iterations_per_epoch=1))
 
 
+def test_resume_with_other_epochs_warns_of_the_new_schedule(upper_cohort, tmp_path, caplog):
+    # The checkpoint holds the step; the curve comes from the settings of the resume.
+    from medrecon.train.loop import train
+
+    cohort, pipeline = upper_cohort
+    small = {"iterations_per_epoch": 2, "warmup_epochs": 0.5}
+    train(cohort, pipeline, tmp_path, _config(epochs=3, **small), stop_after=1)
+    with caplog.at_level("WARNING", logger="medrecon.train.loop"):
+        train(cohort, pipeline, tmp_path, _config(epochs=3, **small), resume=True, stop_after=1)
+    assert "schedule" not in caplog.text
+    with caplog.at_level("WARNING", logger="medrecon.train.loop"):
+        train(cohort, pipeline, tmp_path, _config(epochs=6, **small), resume=True, stop_after=1)
+    assert "epochs 3 -> 6" in caplog.text and "learning rate at step 4" in caplog.text
+
+
 def test_remap_and_slab_hold_out_on_the_real_ct(shared_data):
     """The shipped cohort file: every organ is in both the training voxels and the
     held-out slabs, and held-out labels never reach the loss."""

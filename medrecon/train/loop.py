@@ -30,6 +30,7 @@ from medrecon.train.augment import (
 from medrecon.train.checkpoint import BEST, LAST, load_checkpoint, plain_state_dict, save_checkpoint
 from medrecon.train.ddp import DistContext, barrier, cleanup, mean_across_ranks, setup_distributed
 from medrecon.train.prepare import PreparedCase
+from medrecon.train.schedule import lr_factor, schedule_changes
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -106,20 +107,6 @@ def _batches(start: int, total: int, batch: int, ctx: DistContext):
     for step in range(start, total):
         first = (step * ctx.world_size + ctx.rank) * batch
         yield list(range(first, first + batch))
-
-
-def _schedule(config: TrainConfig):
-    warm = max(1, int(config.warmup_epochs * config.iterations_per_epoch))
-    total = max(config.total_steps, warm + 1)
-    floor = config.min_lr / config.lr
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return 0.01 + 0.99 * step / warm
-        t = (step - warm) / (total - warm)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    return factor
 
 
 def _loader(train_cases: list[PreparedCase], pipeline: Pipeline, config, augment, ctx, start):
@@ -219,7 +206,7 @@ class _Run:
         self.opt = torch.optim.AdamW(
             net.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(config))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(config))
         self.amp = device.startswith("cuda") if config.amp is None else config.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and device.startswith("cuda"))
         if self.amp and device == "cpu" and not bf16_supported("cpu"):
@@ -252,6 +239,10 @@ class _Run:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.history = list(state["history"])
+        changes = schedule_changes(state.get("config", {}), self.config, self.step)
+        if changes:
+            # LambdaLR recomputes the rate from the step: other settings, another curve.
+            logger.warning("resumed with another learning-rate schedule: %s", "; ".join(changes))
 
     def train_step(self, image, label) -> float:
         import torch
