@@ -13,7 +13,7 @@ import numpy as np
 from medrecon.superres.grid import OutputGrid, resample_to
 from medrecon.volume import Volume
 
-__all__ = ["METHODS", "body_mask", "interpolate", "psnr", "ssim"]
+__all__ = ["METHODS", "body_mask", "foreground", "foreground_box", "interpolate", "psnr", "ssim"]
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,44 @@ def ssim(
     return float(np.mean(smap[mask]))
 
 
-def body_mask(volume: Volume | np.ndarray, modality: str | None = None) -> np.ndarray:
-    """A rough body mask: threshold, keep the largest component, fill holes slice by slice.
+def foreground(array: np.ndarray, modality: str | None = None, *, generous: bool = False):
+    """Voxels brighter than the background: CT above -500 HU; otherwise (MR and unknown,
+    no fixed scale) above the midpoint of the Otsu classes' means, or with ``generous``
+    above Otsu's threshold itself (lower: dim tissue far from a coil stays in)."""
+    array = np.asarray(array, dtype=np.float32)
+    if (modality or "").upper() == "CT":
+        return array > -500.0
+    from skimage.filters import threshold_otsu
 
-    CT (``modality`` "CT", or a Volume whose meta says so): above -500 HU. Otherwise
-    (MR and unknown): above the midpoint of the Otsu classes' means, since MR has no
-    fixed scale; dark tissue inside the body comes back with the hole filling.
-    """
+    t = threshold_otsu(array.ravel())  # a 3D array with 3 or 4 planes is no RGB image
+    # Otsu's threshold sits at the low edge of an empty gap between background
+    # and tissue; the midpoint of the two class means sits in the gap's middle.
+    lo, hi = array[array <= t], array[array > t]
+    if lo.size and hi.size and not generous:
+        t = 0.5 * (float(lo.mean()) + float(hi.mean()))
+    return array > t
+
+
+def foreground_box(
+    array: np.ndarray, modality: str | None, axes: tuple[int, ...], margin: int
+) -> tuple[slice, ...]:
+    """The bounding box of :func:`foreground` (generous) along ``axes``, ``margin``
+    voxels wider on each side and clipped to the array; other axes ``slice(None)`` (so
+    the box also cuts an array resampled along them). An image with no foreground
+    gives the whole array."""
+    fg = foreground(array, modality, generous=True)
+    box = [slice(None)] * fg.ndim
+    if not fg.any():
+        return tuple(box)
+    for a in axes:
+        hit = np.flatnonzero(fg.any(axis=tuple(b for b in range(fg.ndim) if b != a)))
+        box[a] = slice(max(0, int(hit[0]) - margin), min(fg.shape[a], int(hit[-1]) + 1 + margin))
+    return tuple(box)
+
+
+def body_mask(volume: Volume | np.ndarray, modality: str | None = None) -> np.ndarray:
+    """A rough body mask: :func:`foreground`, its largest component, holes filled slice
+    by slice (dark tissue inside the body comes back with the hole filling)."""
     from scipy import ndimage
 
     if isinstance(volume, Volume):
@@ -91,18 +122,7 @@ def body_mask(volume: Volume | np.ndarray, modality: str | None = None) -> np.nd
         array = np.asarray(volume.array, dtype=np.float32)
     else:
         array = np.asarray(volume, dtype=np.float32)
-    if (modality or "").upper() == "CT":
-        fg = array > -500.0
-    else:
-        from skimage.filters import threshold_otsu
-
-        t = threshold_otsu(array)
-        # Otsu's threshold sits at the low edge of an empty gap between background
-        # and tissue; the midpoint of the two class means sits in the gap's middle.
-        lo, hi = array[array <= t], array[array > t]
-        if lo.size and hi.size:
-            t = 0.5 * (float(lo.mean()) + float(hi.mean()))
-        fg = array > t
+    fg = foreground(array, modality)
     labels, n = ndimage.label(fg)
     if n == 0:
         log.warning("body mask is empty; using the whole image")
