@@ -13,7 +13,16 @@ import numpy as np
 from medrecon.superres.grid import OutputGrid, resample_to
 from medrecon.volume import Volume
 
-__all__ = ["METHODS", "body_mask", "foreground", "foreground_box", "interpolate", "psnr", "ssim"]
+__all__ = [
+    "METHODS",
+    "body_mask",
+    "foreground",
+    "foreground_footprint",
+    "footprint_box",
+    "interpolate",
+    "psnr",
+    "ssim",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +104,31 @@ def foreground(array: np.ndarray, modality: str | None = None, *, generous: bool
     return array > t
 
 
-def foreground_box(
-    array: np.ndarray, modality: str | None, axes: tuple[int, ...], margin: int
-) -> tuple[slice, ...]:
-    """The bounding box of :func:`foreground` (generous) along ``axes``, ``margin``
-    voxels wider on each side and clipped to the array; other axes ``slice(None)`` (so
-    the box also cuts an array resampled along them). An image with no foreground
-    gives the whole array."""
-    fg = foreground(array, modality, generous=True)
-    box = [slice(None)] * fg.ndim
+def foreground_footprint(
+    array: np.ndarray, modality: str | None, thick_axis: int, margin: int
+) -> np.ndarray:
+    """The in-plane pixels (a 2D mask over the other two axes, in order) where any slice
+    along ``thick_axis`` holds :func:`foreground` (generous), widened by ``margin``
+    pixels in a square. An image with no foreground gives an all-True footprint."""
+    from scipy import ndimage
+
+    fg = foreground(array, modality, generous=True).any(axis=thick_axis)
     if not fg.any():
-        return tuple(box)
-    for a in axes:
-        hit = np.flatnonzero(fg.any(axis=tuple(b for b in range(fg.ndim) if b != a)))
-        box[a] = slice(max(0, int(hit[0]) - margin), min(fg.shape[a], int(hit[-1]) + 1 + margin))
+        return np.ones(fg.shape, bool)
+    if margin > 0:
+        fg = ndimage.maximum_filter(fg, size=2 * margin + 1)  # a square dilation
+    return fg
+
+
+def footprint_box(footprint: np.ndarray, thick_axis: int) -> tuple[slice, ...]:
+    """The 3D box around a :func:`foreground_footprint`: its bounding box in the two
+    in-plane axes, ``slice(None)`` along ``thick_axis`` (so the box also cuts an
+    array resampled along it)."""
+    box = [slice(None)] * 3
+    in_plane = [a for a in range(3) if a != thick_axis]
+    for i, a in enumerate(in_plane):
+        hit = np.flatnonzero(footprint.any(axis=1 - i))
+        box[a] = slice(int(hit[0]), int(hit[-1]) + 1)
     return tuple(box)
 
 

@@ -135,13 +135,18 @@ def apply_views(
     batch: int = 1,
     device: str = "cpu",
     bf16: bool | None = None,
+    footprint: np.ndarray | None = None,
 ) -> np.ndarray:
     """Refine ``upsampled`` (the stack interpolated to the fine grid) along both views.
 
     For each in-plane axis ``a``, the planes spanned by (``thick_axis``, ``a``) go
     through the network with the thick axis as image dimension 0, as in training;
     the two views' results are averaged. Intensities are scaled by ``scale`` on the
-    way in and back on the way out.
+    way in and back on the way out. ``footprint`` (2D, over the in-plane axes in
+    order) limits each plane to the run of ``a`` its row covers (widened to a
+    multiple of 8 pixels); the rest of the plane, and a plane whose row is empty,
+    pass through unchanged. It must already hold a margin of background around
+    the tissue: the network's zero padding at a run's ends changes its edge.
     """
     import torch
 
@@ -158,13 +163,28 @@ def apply_views(
         for i, a in enumerate(in_plane):
             other = in_plane[1 - i]
             planes = np.ascontiguousarray(np.transpose(x, (other, thick_axis, a)))
-            res = np.empty_like(planes)
-            for s in range(0, len(planes), batch):
-                chunk = torch.from_numpy(planes[s : s + batch, None]).to(device)
+            if footprint is None:
+                res = np.empty_like(planes)
+                runs = [(s, s + batch, 0, planes.shape[2]) for s in range(0, len(planes), batch)]
+            else:
+                res = planes.copy()
+                rows = footprint if other < a else footprint.T
+                runs = [(p, p + 1, *_run(row)) for p, row in enumerate(rows) if row.any()]
+            for s, e, c0, c1 in runs:
+                chunk = torch.from_numpy(planes[s:e, None, :, c0:c1]).to(device)
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
                 # bf16 only touches the correction: the input passes through in fp32.
                 with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=bf16):
-                    res[s : s + batch] = net(chunk)[:, 0].float().cpu().numpy()
+                    res[s:e, :, c0:c1] = net(chunk)[:, 0].float().cpu().numpy()
             order = np.argsort((other, thick_axis, a))
             out += np.transpose(res, order)
     return out / len(in_plane) * (hi - lo) + lo
+
+
+def _run(row: np.ndarray, step: int = 8) -> tuple[int, int]:
+    """[lo, hi) around a row's True pixels, widened to multiples of ``step`` (fewer
+    distinct plane widths, fewer convolution set-ups), clipped to the row."""
+    hit = np.flatnonzero(row)
+    lo = int(hit[0]) // step * step
+    hi = min(len(row), -(-(int(hit[-1]) + 1) // step) * step)
+    return lo, hi

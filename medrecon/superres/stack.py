@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.superres.baselines import foreground_box
+from medrecon.superres.baselines import footprint_box, foreground_footprint
 from medrecon.superres.consistency import project
 from medrecon.superres.grid import OutputGrid, coverage, in_plane_spacing, resample_to
 from medrecon.superres.network import FineTuneReport, apply_views, fine_tune
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Default bounded fine-tune: enough to adapt the pretrained net (docs/reconstruct.md).
 FINETUNE_STEPS = 300
-#: Voxels of background kept around the foreground where the network runs: twice the
-#: receptive-field radius of its four 3x3 layers, so the box edge's zero padding never
-#: reaches tissue.
+#: Pixels of background kept around the foreground where the network runs: twice the
+#: receptive-field radius of its four 3x3 layers, so the zero padding where a plane's
+#: run ends never reaches tissue.
 NETWORK_MARGIN = 8
 
 
@@ -147,10 +147,14 @@ def super_resolve(
     t = time.perf_counter()
     # Only where there is something to correct: in the air around a body (often half
     # of a CT's plane) the interpolation stands, and the network's pass costs less.
-    in_plane = tuple(a for a in range(3) if a != axis)
-    box = foreground_box(array, stack.meta.modality, in_plane, NETWORK_MARGIN)
+    # The box crops the volume; within it each plane runs only over its footprint.
+    foot = foreground_footprint(array, stack.meta.modality, axis, NETWORK_MARGIN)
+    box = footprint_box(foot, axis)
+    inside = foot[tuple(b for i, b in enumerate(box) if i != axis)]
     with torch.inference_mode():
-        up[box] = apply_views(net, up[box], axis, intensity_scale(array), device=device)
+        up[box] = apply_views(
+            net, up[box], axis, intensity_scale(array), device=device, footprint=inside
+        )
     out = up
     seconds["apply"] = time.perf_counter() - t
     if consistency:
