@@ -96,10 +96,12 @@ def foreground(array: np.ndarray, modality: str | None = None, *, generous: bool
     from skimage.filters import threshold_otsu
 
     t = threshold_otsu(array.ravel())  # a 3D array with 3 or 4 planes is no RGB image
+    if generous:
+        return array > t
     # Otsu's threshold sits at the low edge of an empty gap between background
     # and tissue; the midpoint of the two class means sits in the gap's middle.
     lo, hi = array[array <= t], array[array > t]
-    if lo.size and hi.size and not generous:
+    if lo.size and hi.size:
         t = 0.5 * (float(lo.mean()) + float(hi.mean()))
     return array > t
 
@@ -124,11 +126,10 @@ def footprint_box(footprint: np.ndarray, thick_axis: int) -> tuple[slice, ...]:
     """The 3D box around a :func:`foreground_footprint`: its bounding box in the two
     in-plane axes, ``slice(None)`` along ``thick_axis`` (so the box also cuts an
     array resampled along it)."""
-    box = [slice(None)] * 3
-    in_plane = [a for a in range(3) if a != thick_axis]
-    for i, a in enumerate(in_plane):
-        hit = np.flatnonzero(footprint.any(axis=1 - i))
-        box[a] = slice(int(hit[0]), int(hit[-1]) + 1)
+    from scipy import ndimage
+
+    box = list(ndimage.find_objects(footprint.astype(np.uint8))[0])
+    box.insert(thick_axis, slice(None))
     return tuple(box)
 
 

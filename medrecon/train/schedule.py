@@ -10,6 +10,7 @@ differences so that the loop can say so.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 __all__ = ["SCHEDULE_KEYS", "lr_factor", "schedule_changes"]
@@ -45,16 +46,9 @@ def schedule_changes(saved: dict[str, Any], config: Any, step: int) -> list[str]
     if not changed:
         return []
     try:
-        before = float(saved["lr"]) * lr_factor(_Saved(saved))(step)
+        stored = SimpleNamespace(**{key: saved[key] for key in SCHEDULE_KEYS})
+        before = float(saved["lr"]) * lr_factor(stored)(step)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return changed
     after = config.lr * lr_factor(config)(step)
     return [*changed, f"learning rate at step {step}: {before:.3g} -> {after:.3g}"]
-
-
-class _Saved:
-    """A stored config dict read like a TrainConfig."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        for key in SCHEDULE_KEYS:
-            setattr(self, key, values[key])
