@@ -98,6 +98,14 @@ def _broken(change):
             lambda d: d["refine"].append({"step": "keep_below", "labels": [1], "reference": [9]}),
             "9 is not a label",
         ),
+        (
+            lambda d: d["refine"].append({"step": "keep_above", "reference": [1]}),
+            "keep_above needs the labels",
+        ),
+        (
+            lambda d: d["refine"].append({"step": "keep_near_midline", "labels": [1]}),
+            "max_offset_mm'",
+        ),
         (lambda d: d.update(outputs=["labels", "movie"]), "'outputs' must be a list"),
         (lambda d: d["weights"].update(sha256="abc"), "must be 64 hex digits"),
         (lambda d: d.update(coarse={"margin_mm": 5}), "'coarse.spacing': is required"),

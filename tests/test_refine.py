@@ -349,3 +349,73 @@ def test_keep_below_measures_from_the_largest_reference_component():
     out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
     assert (out[12:18, 12:18, 18:24] == 0).all()  # still measured from slice 15
     assert (out[12:18, 12:18, 2:8] == 2).all()
+
+
+def test_keep_below_ignores_a_reference_smaller_than_its_minimum():
+    labels, affine = _two_organs(3.0)
+    labels[labels == 1] = 0
+    labels[2:4, 2:4, 28:30] = 1  # a crumb of "reference" (8 voxels, 192 mm3) at the top
+    labels[2:4, 2:4, 0:2] = 1  # and another at the very bottom: the largest is 8 voxels
+    crumb = RefineStep("keep_below", (2,), {"min_reference_mm3": 8 * 12.0 + 1}, (1,))
+    out = refine_labels(labels, (2.0, 2.0, 3.0), [crumb], affine)
+    assert np.array_equal(out, labels)  # too small to be a landmark: nothing removed
+    trusted = RefineStep("keep_below", (2,), {"min_reference_mm3": 8 * 12.0}, (1,))
+    out = refine_labels(labels, (2.0, 2.0, 3.0), [trusted], affine)
+    assert (out == 2).sum() == 0  # both blobs lie above the bottom crumb's lowest voxel
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_keep_above_removes_what_lies_below_the_reference_in_scanner_space(flip):
+    labels = np.zeros((20, 20, 30), dtype=np.uint8)
+    labels[2:10, 2:10, 2:14] = 1  # reference (a bladder), highest slice 13
+    labels[12:18, 12:18, 20:26] = 2  # above it: kept
+    labels[12:18, 12:18, 6:12] = 2  # beside it: removed
+    labels[12:18, 12:18, 12:17] = 0  # (the two blobs stay apart)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    if flip:
+        labels = labels[:, :, ::-1].copy()
+        affine[2, 2], affine[2, 3] = -3.0, 29 * 3.0
+    step = RefineStep("keep_above", labels=(2,), reference=(1,))
+    out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
+    want = labels.copy()
+    lower = slice(18, 24) if flip else slice(6, 12)
+    want[12:18, 12:18, lower] = 0
+    assert np.array_equal(out, want)
+    assert (out == 2).sum() == 6 * 6 * 6
+
+
+def _body_and_blobs(centre_x: int):
+    """A CT-like body (0 HU) of 40 voxels across centred on column ``centre_x`` in air,
+    a midline blob of label 1 and one 15 voxels (30 mm) to the side."""
+    image = np.full((60, 20, 10), -1000.0, dtype=np.float32)
+    image[centre_x - 20 : centre_x + 20] = 0.0
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    labels[centre_x - 2 : centre_x + 2, 8:12, 3:7] = 1
+    labels[centre_x + 13 : centre_x + 17, 8:12, 3:7] = 1
+    return image, labels
+
+
+@pytest.mark.parametrize("centre_x", [25, 35])
+def test_keep_near_midline_measures_from_the_body_not_the_image(centre_x):
+    image, labels = _body_and_blobs(centre_x)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[0, 3] = -60.0
+    near = RefineStep("keep_near_midline", (1,), {"max_offset_mm": 25.0})
+    out = refine_labels(labels, (2.0,) * 3, [near], affine, image=image, modality="CT")
+    want = labels.copy()
+    want[centre_x + 13 : centre_x + 17] = 0  # 30 mm off the body's midline: removed
+    assert np.array_equal(out, want)
+    wide = RefineStep("keep_near_midline", (1,), {"max_offset_mm": 35.0})
+    out = refine_labels(labels, (2.0,) * 3, [wide], affine, image=image, modality="CT")
+    assert np.array_equal(out, labels)
+
+
+def test_keep_near_midline_needs_the_image_and_imposes_nothing_without_a_body():
+    image, labels = _body_and_blobs(30)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    step = RefineStep("keep_near_midline", (1,), {"max_offset_mm": 5.0})
+    with pytest.raises(ValueError, match="needs the image"):
+        refine_labels(labels, (2.0,) * 3, [step], affine)
+    air = np.full(image.shape, -1000.0, dtype=np.float32)
+    out = refine_labels(labels, (2.0,) * 3, [step], affine, image=air, modality="CT")
+    assert np.array_equal(out, labels)

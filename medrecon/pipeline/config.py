@@ -47,8 +47,13 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     "remove_small_islands": {"min_volume_mm3": True},
     "fill_holes": {},
     "smooth": {"radius_mm": True},
-    # Components of ``labels`` centred above the lowest point of ``reference`` go.
-    "keep_below": {},
+    # Components of ``labels`` centred above the lowest point of ``reference`` go
+    # (keep_above: below its highest point); a smaller reference is no landmark.
+    "keep_below": {"min_reference_mm3": False},
+    "keep_above": {"min_reference_mm3": False},
+    # Components of ``labels`` centred farther than this left or right of the body's
+    # midline go (the image's foreground gives the midline).
+    "keep_near_midline": {"max_offset_mm": True},
 }
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).
@@ -149,7 +154,8 @@ class RefineStep:
     kind: str
     labels: tuple[int, ...] | None = None
     params: dict[str, float] = field(default_factory=dict)
-    #: ``keep_below`` only: the labels the step's labels must lie below.
+    #: ``keep_below`` / ``keep_above`` only: the labels the step's labels must lie
+    #: below / above.
     reference: tuple[int, ...] = ()
 
 

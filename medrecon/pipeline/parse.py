@@ -251,9 +251,9 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
         chosen = sec.get("labels")
         values = None if chosen is None else _label_values(sec, "labels", chosen, by_name)
         reference: tuple[int, ...] = ()
-        if kind == "keep_below":
-            if values is None:
-                raise sec.error("labels", "keep_below needs the labels it moves")
+        if kind in ("keep_below", "keep_above", "keep_near_midline") and values is None:
+            raise sec.error("labels", f"{kind} needs the labels it judges")
+        if kind in ("keep_below", "keep_above"):
             reference = _label_values(sec, "reference", sec.get("reference"), by_name)
         sec.finish()
         steps.append(RefineStep(kind=kind, labels=values, params=params, reference=reference))

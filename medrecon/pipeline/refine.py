@@ -29,9 +29,17 @@ import numpy as np
 from scipy import ndimage
 
 from medrecon.pipeline.config import REFINE_STEPS, RefineStep
+from medrecon.pipeline.refine_anatomy import (
+    body_centre_lr,
+    keep_above,
+    keep_below,
+    keep_near_midline,
+)
 
 __all__ = [
+    "keep_above",
     "keep_below",
+    "keep_near_midline",
     "keep_largest_component",
     "remove_small_islands",
     "fill_holes",
@@ -42,6 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MaskOp = Callable[[np.ndarray], np.ndarray]
+#: Steps that judge a component by where it lies in the patient (refine_anatomy.py).
+_ANATOMY = ("keep_below", "keep_above", "keep_near_midline")
 
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 _FACES = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
@@ -139,7 +149,8 @@ def _plan(step: RefineStep, spacing: np.ndarray) -> tuple[_MaskOp | None, list[i
     if step.kind not in REFINE_STEPS:
         known = ", ".join(REFINE_STEPS)
         raise ValueError(f"unknown refine step kind {step.kind!r} (known: {known})")
-    missing = [name for name in REFINE_STEPS[step.kind] if name not in step.params]
+    needed = REFINE_STEPS[step.kind]
+    missing = [name for name, required in needed.items() if required and name not in step.params]
     if missing:
         raise ValueError(f"refine step {step.kind!r} needs parameter(s) {', '.join(missing)}")
     if step.kind == "remove_small_islands":
@@ -213,72 +224,22 @@ def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
     return {v + 1: b for v, b in enumerate(ndimage.find_objects(labels)) if b is not None}
 
 
-def _superior_mm(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
-    """RAS S (mm) of voxel positions ``ijk`` ((N, 3) indices)."""
-    return ijk @ affine[2, :3] + affine[2, 3]
-
-
-def keep_below(
-    labels: np.ndarray,
-    affine: np.ndarray,
-    values: Sequence[int],
-    reference: Sequence[int],
-    boxes: dict[int, tuple[slice, ...]] | None = None,
-) -> np.ndarray:
-    """Remove each 26-connected component of a label in ``values`` whose centroid lies
-    above the lowest voxel of a ``reference`` label's largest component.
-
-    Height is RAS S from the voxel->RAS ``affine``, whatever the array order: along the
-    body's long axis organs keep their order in every patient (the bladder below the
-    liver), where a network that has seen few bodies may not. The largest component,
-    so that a stray island far down does not move the limit; absent references impose
-    nothing. ``boxes`` (label -> bounding box) spares finding them again. Modifies and
-    returns ``labels``.
-    """
-    boxes = _label_boxes(labels) if boxes is None else boxes
-    lows = []
-    for ref in reference:
-        if ref in boxes:
-            box = boxes[ref]
-            largest = keep_largest_component(labels[box] == ref)
-            offset = np.array([b.start for b in box], dtype=float)
-            lows.append(float(_superior_mm(affine, np.argwhere(largest) + offset).min()))
-    if not lows:
-        return labels
-    limit = min(lows)  # kept components lie below every reference present
-    for v in values:
-        if v not in boxes:
-            continue
-        box = boxes[v]
-        crop = labels[box]  # a view: removals land in ``labels``
-        mask = crop == v
-        comp, counts = _components(mask)
-        offset = np.array([b.start for b in box], dtype=float)
-        centres = ndimage.center_of_mass(mask, comp, range(1, counts.size))
-        for i, centre in enumerate(centres, start=1):
-            s = float(_superior_mm(affine, (np.asarray(centre) + offset)[None])[0])
-            if s > limit:
-                crop[comp == i] = 0
-                log.info(
-                    "refine keep_below: removed a component of label %d (%d voxels) "
-                    "centred %.0f mm above the lowest point of label(s) %s",
-                    v, int(counts[i]), s - limit, sorted(set(reference) & boxes.keys()),
-                )  # fmt: skip
-    return labels
-
-
 def refine_labels(
     labels: np.ndarray,
     spacing: Sequence[float],
     steps: Sequence[RefineStep],
     affine: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    modality: str | None = None,
 ) -> np.ndarray:
     """Apply ``steps`` in order to the 3D integer label map ``labels``.
 
     Each step runs on each of its labels in increasing order (``step.labels`` None: every
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
-    into per-axis voxel radii; ``keep_below`` needs the voxel->RAS ``affine``. A step
+    into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
+    voxel->RAS ``affine``; ``keep_near_midline`` also the ``image`` on the labels' grid
+    and its ``modality``, for the body's midline. A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -291,8 +252,11 @@ def refine_labels(
         raise ValueError(f"spacing must be 3 positive values in mm, got {spacing!r}")
     # Check every step before touching a voxel: a bad step fails fast, not half-way.
     plans = [_plan(step, spacing_arr) for step in steps]
-    if affine is None and any(step.kind == "keep_below" for step in steps):
-        raise ValueError("refine step 'keep_below' needs the volume's affine")
+    for step in steps:
+        if step.kind in _ANATOMY and affine is None:
+            raise ValueError(f"refine step {step.kind!r} needs the volume's affine")
+        if step.kind == "keep_near_midline" and image is None:
+            raise ValueError("refine step 'keep_near_midline' needs the image")
     out = labels.copy()
     if not steps or not out.any():
         return out
@@ -301,10 +265,21 @@ def refine_labels(
     # Every label's box in one pass. Boxes stay valid (see the module docstring) and are
     # tightened after each step, so later steps only look at what is left.
     boxes = _label_boxes(out)
+    centre = None  # the body's midline, found once if a step needs it
     for step, (op, gaps) in zip(steps, plans):
-        if step.kind == "keep_below":
+        if step.kind in _ANATOMY:
             affine_arr = np.asarray(affine, dtype=float)
-            keep_below(out, affine_arr, step.labels or (), step.reference, boxes)
+            if step.kind == "keep_near_midline":
+                if centre is None:
+                    centre = (body_centre_lr(image, affine_arr, modality),)
+                offset = float(step.params["max_offset_mm"])
+                keep_near_midline(out, affine_arr, step.labels or (), centre[0], offset, boxes)
+            else:
+                # Round up, as remove_small_islands does.
+                ref_mm3 = float(step.params.get("min_reference_mm3", 0.0))
+                min_ref = math.ceil(ref_mm3 / float(np.prod(spacing_arr)) - _EPS)
+                rule = keep_below if step.kind == "keep_below" else keep_above
+                rule(out, affine_arr, step.labels or (), step.reference, boxes, min_ref)
             boxes = _label_boxes(out)
             continue
         chosen = boxes.keys() if step.labels is None else set(step.labels) & boxes.keys()

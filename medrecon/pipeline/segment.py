@@ -175,7 +175,14 @@ class Segmenter:
         timings["resample"] = time.perf_counter() - t0
         if self.pipeline.refine:
             t0 = time.perf_counter()
-            labels = refine_labels(labels, volume.spacing, self.pipeline.refine, volume.affine)
+            labels = refine_labels(
+                labels,
+                volume.spacing,
+                self.pipeline.refine,
+                volume.affine,
+                image=volume.array,
+                modality=volume.meta.modality or self.pipeline.modality,
+            )
             timings["refine"] = time.perf_counter() - t0
         return Segmentation.on_grid_of(
             volume,

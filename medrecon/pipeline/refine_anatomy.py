@@ -1,0 +1,162 @@
+"""Refinement by anatomy: where in the patient a label may lie.
+
+Organs keep their order in every body: along the long axis the bladder lies below the
+liver and the spleen above the bladder; across it the aorta and the inferior vena cava
+run in front of the spine, near the body's left-right middle. A network that has seen
+few bodies can break these rules on a partial field of view (a muscle at the edge of a
+pelvic slab called "spleen" or "aorta"); these steps remove the components that do.
+
+Positions are scanner coordinates from the voxel->RAS ``affine`` (RAS S for height,
+RAS R-L for the side), whatever the array order. A reference label counts only through
+its largest 26-connected component, and only if that holds at least
+``min_reference_voxels``: a crumb of "liver" in the pelvis is no landmark. An absent
+reference imposes nothing, so these steps never remove an organ for lack of context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medrecon.foreground import foreground
+
+__all__ = ["body_centre_lr", "keep_above", "keep_below", "keep_near_midline"]
+
+log = logging.getLogger(__name__)
+
+_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as in refine.py
+_SUPERIOR, _LEFT_RIGHT = 2, 0  # rows of the voxel->RAS affine
+
+
+def _boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    return {v + 1: b for v, b in enumerate(ndimage.find_objects(labels)) if b is not None}
+
+
+def _mm(affine: np.ndarray, ijk: np.ndarray, row: int) -> np.ndarray:
+    """One RAS coordinate (mm) of voxel positions ``ijk`` ((N, 3) indices)."""
+    return ijk @ affine[row, :3] + affine[row, 3]
+
+
+def _components(labels: np.ndarray, value: int, box: tuple[slice, ...]):
+    """(crop view, component map, voxel counts, box offset) of ``value`` in ``box``."""
+    crop = labels[box]
+    comp, n = ndimage.label(crop == value, structure=_FULL)
+    counts = np.bincount(comp.ravel(), minlength=n + 1)
+    return crop, comp, counts, np.array([b.start for b in box], dtype=float)
+
+
+def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> list[np.ndarray]:
+    """RAS S of every voxel of each reference's largest component, where it is big enough."""
+    found = []
+    for ref in reference:
+        if ref not in boxes:
+            continue
+        _, comp, counts, offset = _components(labels, ref, boxes[ref])
+        if counts.size < 2:
+            continue
+        k = int(np.argmax(counts[1:])) + 1
+        if counts[k] < max(1, min_voxels):
+            log.debug("refine: reference label %d too small (%d voxels)", ref, counts[k])
+            continue
+        found.append(_mm(affine, np.argwhere(comp == k) + offset, _SUPERIOR))
+    return found
+
+
+def _remove_where(labels, affine, values, boxes, row: int, bad, why: str) -> np.ndarray:
+    """Remove each component of ``values`` whose centre's RAS coordinate ``row`` makes
+    ``bad(coordinate)`` true; log each removal with ``why(coordinate)``."""
+    for v in values:
+        if v not in boxes:
+            continue
+        crop, comp, counts, offset = _components(labels, v, boxes[v])
+        centres = ndimage.center_of_mass(crop == v, comp, range(1, counts.size))
+        for i, centre in enumerate(centres, start=1):
+            c = float(_mm(affine, (np.asarray(centre) + offset)[None], row)[0])
+            if bad(c):
+                crop[comp == i] = 0  # ``crop`` is a view: the removal lands in ``labels``
+                log.info(
+                    "refine: removed a component of label %d (%d voxels) %s",
+                    v, int(counts[i]), why(c),
+                )  # fmt: skip
+    return labels
+
+
+def keep_below(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    reference: Sequence[int],
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+    min_reference_voxels: int = 0,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose centre lies above the lowest
+    voxel of a ``reference`` label (the lowest of those present). Modifies and returns
+    ``labels``; ``boxes`` (label -> bounding box) spares finding them again."""
+    boxes = _boxes(labels) if boxes is None else boxes
+    found = _reference_heights(labels, affine, reference, boxes, min_reference_voxels)
+    if not found:
+        return labels
+    limit = min(float(h.min()) for h in found)
+    return _remove_where(
+        labels, affine, values, boxes, _SUPERIOR, lambda s: s > limit,
+        lambda s: f"centred {s - limit:.0f} mm above the lowest point of {list(reference)}",
+    )  # fmt: skip
+
+
+def keep_above(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    reference: Sequence[int],
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+    min_reference_voxels: int = 0,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose centre lies below the highest
+    voxel of a ``reference`` label (the highest of those present): the mirror of
+    :func:`keep_below`. Modifies and returns ``labels``."""
+    boxes = _boxes(labels) if boxes is None else boxes
+    found = _reference_heights(labels, affine, reference, boxes, min_reference_voxels)
+    if not found:
+        return labels
+    limit = max(float(h.max()) for h in found)
+    return _remove_where(
+        labels, affine, values, boxes, _SUPERIOR, lambda s: s < limit,
+        lambda s: f"centred {limit - s:.0f} mm below the highest point of {list(reference)}",
+    )  # fmt: skip
+
+
+def body_centre_lr(image: np.ndarray, affine: np.ndarray, modality: str | None) -> float | None:
+    """RAS R-L coordinate (mm) of the body's centre of mass: the image's foreground
+    (CT above -500 HU, otherwise Otsu), sampled every 4th voxel per axis (a centre of
+    mass needs no more). None for an image without foreground."""
+    step = 4
+    sample = np.asarray(image)[::step, ::step, ::step]
+    fg = foreground(sample, modality)
+    if not fg.any():
+        return None
+    return float(_mm(affine, np.argwhere(fg).mean(axis=0, keepdims=True) * step, _LEFT_RIGHT)[0])
+
+
+def keep_near_midline(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    centre_mm: float | None,
+    max_offset_mm: float,
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose centre lies more than
+    ``max_offset_mm`` to the left or right of ``centre_mm`` (RAS R-L, e.g.
+    :func:`body_centre_lr`). ``centre_mm`` None imposes nothing. Modifies and returns
+    ``labels``."""
+    if centre_mm is None:
+        return labels
+    boxes = _boxes(labels) if boxes is None else boxes
+    return _remove_where(
+        labels, affine, values, boxes, _LEFT_RIGHT,
+        lambda x: abs(x - centre_mm) > max_offset_mm,
+        lambda x: f"centred {abs(x - centre_mm):.0f} mm from the body's midline",
+    )  # fmt: skip
