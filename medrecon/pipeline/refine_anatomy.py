@@ -41,11 +41,13 @@ def _mm(affine: np.ndarray, ijk: np.ndarray, row: int) -> np.ndarray:
 
 
 def _components(labels: np.ndarray, value: int, box: tuple[slice, ...]):
-    """(crop view, component map, voxel counts, box offset) of ``value`` in ``box``."""
+    """(crop view, mask, component map, voxel counts, box offset) of ``value`` in ``box``."""
     crop = labels[box]
-    comp, n = ndimage.label(crop == value, structure=_FULL)
-    counts = np.bincount(comp.ravel(), minlength=n + 1)
-    return crop, comp, counts, np.array([b.start for b in box], dtype=float)
+    mask = crop == value
+    comp, n = ndimage.label(mask, structure=_FULL)
+    # Counting only the mask's voxels: cheaper than a bincount of the whole box.
+    counts = np.bincount(comp[mask], minlength=n + 1)
+    return crop, mask, comp, counts, np.array([b.start for b in box], dtype=float)
 
 
 def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> list[np.ndarray]:
@@ -54,7 +56,7 @@ def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> lis
     for ref in reference:
         if ref not in boxes:
             continue
-        _, comp, counts, offset = _components(labels, ref, boxes[ref])
+        _, _, comp, counts, offset = _components(labels, ref, boxes[ref])
         if counts.size < 2:
             continue
         k = int(np.argmax(counts[1:])) + 1
@@ -71,10 +73,16 @@ def _remove_where(labels, affine, values, boxes, row: int, bad, why: str) -> np.
     for v in values:
         if v not in boxes:
             continue
-        crop, comp, counts, offset = _components(labels, v, boxes[v])
-        centres = ndimage.center_of_mass(crop == v, comp, range(1, counts.size))
+        crop, mask, comp, counts, offset = _components(labels, v, boxes[v])
+        if counts.size < 2:
+            continue
+        # Centres from per-component coordinate sums: much faster than
+        # ndimage.center_of_mass on a large box.
+        ijk, which = np.nonzero(mask), comp[mask]
+        sums = np.stack([np.bincount(which, weights=i, minlength=counts.size) for i in ijk], 1)
+        centres = sums[1:] / counts[1:, None] + offset
         for i, centre in enumerate(centres, start=1):
-            c = float(_mm(affine, (np.asarray(centre) + offset)[None], row)[0])
+            c = float(_mm(affine, centre[None], row)[0])
             if bad(c):
                 crop[comp == i] = 0  # ``crop`` is a view: the removal lands in ``labels``
                 log.info(
