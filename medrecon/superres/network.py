@@ -155,10 +155,10 @@ def apply_views(
         bf16 = bf16_supported(device)
     x = np.asarray(upsampled, dtype=np.float32)
     in_plane = [a for a in range(3) if a != thick_axis]
-    # The network is residual (x + correction), so the result is the interpolation
-    # plus the views' mean correction: each run adds its own share in place, and no
-    # whole-volume copy, transpose or normalisation is made per view (about 3 s of
-    # memory traffic on a 512x512x253 grid).
+    # The mean of the views' outputs is the interpolation plus the mean of their
+    # corrections (output - input), for any network: each run adds its own share in
+    # place, so no whole-volume copy, transpose or normalisation is made per view
+    # (about 3 s of memory traffic on a 512x512x253 grid).
     out = x.copy()
     share = (hi - lo) / len(in_plane)
     # Channels-last lets oneDNN run every convolution without reordering between
