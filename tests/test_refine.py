@@ -416,6 +416,8 @@ def test_keep_near_midline_needs_the_image_and_imposes_nothing_without_a_body():
     step = RefineStep("keep_near_midline", (1,), {"max_offset_mm": 5.0})
     with pytest.raises(ValueError, match="needs the image"):
         refine_labels(labels, (2.0,) * 3, [step], affine)
+    with pytest.raises(ValueError, match="not on the labels' grid"):
+        refine_labels(labels, (2.0,) * 3, [step], affine, image=image[:-1], modality="CT")
     air = np.full(image.shape, -1000.0, dtype=np.float32)
     out = refine_labels(labels, (2.0,) * 3, [step], affine, image=air, modality="CT")
     assert np.array_equal(out, labels)

@@ -257,6 +257,11 @@ def refine_labels(
             raise ValueError(f"refine step {step.kind!r} needs the volume's affine")
         if step.kind == "keep_near_midline" and image is None:
             raise ValueError("refine step 'keep_near_midline' needs the image")
+        if step.kind == "keep_near_midline" and np.shape(image)[:3] != np.shape(labels):
+            raise ValueError(
+                f"refine step 'keep_near_midline': image {np.shape(image)} is not on the "
+                f"labels' grid {np.shape(labels)}"
+            )
     out = labels.copy()
     if not steps or not out.any():
         return out
