@@ -317,13 +317,19 @@ def _two_organs(affine_z: float):
     return labels, affine
 
 
+def _upside_down(labels: np.ndarray, affine: np.ndarray):
+    """The same anatomy stored the other way up along axis 2: slice 0 is the top."""
+    flipped = affine.copy()
+    flipped[:3, 2] = -affine[:3, 2]
+    flipped[:3, 3] = affine[:3, 3] + (labels.shape[2] - 1) * affine[:3, 2]
+    return labels[:, :, ::-1].copy(), flipped
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_keep_below_removes_what_lies_above_the_reference_in_scanner_space(flip):
     labels, affine = _two_organs(3.0)
     if flip:
-        # The same anatomy stored the other way up: slice 0 is the top of the body.
-        labels = labels[:, :, ::-1].copy()
-        affine[2, 2], affine[2, 3] = -3.0, 100.0 + 29 * 3.0
+        labels, affine = _upside_down(labels, affine)
     step = RefineStep("keep_below", labels=(2,), reference=(1,))
     out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
     want = labels.copy()
@@ -370,11 +376,9 @@ def test_keep_above_removes_what_lies_below_the_reference_in_scanner_space(flip)
     labels[2:10, 2:10, 2:14] = 1  # reference (a bladder), highest slice 13
     labels[12:18, 12:18, 20:26] = 2  # above it: kept
     labels[12:18, 12:18, 6:12] = 2  # beside it: removed
-    labels[12:18, 12:18, 12:17] = 0  # (the two blobs stay apart)
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     if flip:
-        labels = labels[:, :, ::-1].copy()
-        affine[2, 2], affine[2, 3] = -3.0, 29 * 3.0
+        labels, affine = _upside_down(labels, affine)
     step = RefineStep("keep_above", labels=(2,), reference=(1,))
     out = refine_labels(labels, (2.0, 2.0, 3.0), [step], affine)
     want = labels.copy()

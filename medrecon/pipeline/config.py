@@ -56,6 +56,11 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     "keep_near_midline": {"max_offset_mm": True},
 }
 
+#: Refine steps that judge a component by where it lies in the patient
+#: (refine_anatomy.py); the first two measure from ``reference`` labels.
+ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline")
+REFERENCE_STEPS = ANATOMY_STEPS[:2]
+
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).
 OUTPUTS = ("image", "labels", "seg_nrrd", "meshes", "scene", "dicom_seg", "stats", "preview")
 

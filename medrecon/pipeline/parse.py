@@ -17,11 +17,13 @@ from typing import Any
 from medrecon.errors import PipelineError
 from medrecon.labels import Label
 from medrecon.pipeline.config import (
+    ANATOMY_STEPS,
     CT_WINDOW,
     INTENSITY_MODES,
     NETWORKS,
     OUTPUTS,
     PERCENTILE,
+    REFERENCE_STEPS,
     REFINE_STEPS,
     CoarseSpec,
     InferenceSpec,
@@ -251,9 +253,9 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
         chosen = sec.get("labels")
         values = None if chosen is None else _label_values(sec, "labels", chosen, by_name)
         reference: tuple[int, ...] = ()
-        if kind in ("keep_below", "keep_above", "keep_near_midline") and values is None:
+        if kind in ANATOMY_STEPS and values is None:
             raise sec.error("labels", f"{kind} needs the labels it judges")
-        if kind in ("keep_below", "keep_above"):
+        if kind in REFERENCE_STEPS:
             reference = _label_values(sec, "reference", sec.get("reference"), by_name)
         sec.finish()
         steps.append(RefineStep(kind=kind, labels=values, params=params, reference=reference))

@@ -28,7 +28,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.config import REFINE_STEPS, RefineStep
+from medrecon.pipeline.components import components as _components
+from medrecon.pipeline.components import label_boxes as _label_boxes
+from medrecon.pipeline.config import ANATOMY_STEPS, REFINE_STEPS, RefineStep
 from medrecon.pipeline.refine_anatomy import (
     body_centre_lr,
     keep_above,
@@ -50,20 +52,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MaskOp = Callable[[np.ndarray], np.ndarray]
-#: Steps that judge a component by where it lies in the patient (refine_anatomy.py).
-_ANATOMY = ("keep_below", "keep_above", "keep_near_midline")
 
-_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 _FACES = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
 # Float slack so that exact-looking values (radius 2.0, 100 mm3 / 0.5 mm3) stay exact.
 _EPS = 1e-9
-
-
-def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """26-connected components of ``mask`` and the voxel count of each (index 0 unused)."""
-    comp, n = ndimage.label(mask, structure=_FULL)
-    # Counting only the mask's voxels: a bincount of the whole array costs more than the labelling.
-    return comp, np.bincount(comp[mask], minlength=n + 1)
 
 
 def keep_largest_component(mask: np.ndarray) -> np.ndarray:
@@ -140,6 +132,11 @@ def smooth(mask: np.ndarray, radius_vox: Sequence[float]) -> np.ndarray:
     return work[tuple(slice(p, -p) for p, _ in pad)]
 
 
+def _min_voxels(volume_mm3: float, spacing: np.ndarray) -> int:
+    """A volume in mm3 as a voxel count, rounded up: a part of exactly that volume counts."""
+    return math.ceil(float(volume_mm3) / float(np.prod(spacing)) - _EPS)
+
+
 def _plan(step: RefineStep, spacing: np.ndarray) -> tuple[_MaskOp | None, list[int]]:
     """The step's mask function, with its mm parameter in voxels (None: keep the largest
     component, which needs all of a label's parts at once), and the gaps for :func:`_parts`.
@@ -154,9 +151,7 @@ def _plan(step: RefineStep, spacing: np.ndarray) -> tuple[_MaskOp | None, list[i
     if missing:
         raise ValueError(f"refine step {step.kind!r} needs parameter(s) {', '.join(missing)}")
     if step.kind == "remove_small_islands":
-        # Round up: an island of exactly min_volume_mm3 stays, anything smaller goes.
-        voxels = float(step.params["min_volume_mm3"]) / float(np.prod(spacing))
-        min_voxels = math.ceil(voxels - _EPS)
+        min_voxels = _min_voxels(step.params["min_volume_mm3"], spacing)
         return (lambda m: remove_small_islands(m, min_voxels)), [1, 1, 1]
     if step.kind == "smooth":
         radius = tuple(float(step.params["radius_mm"]) / spacing)
@@ -219,11 +214,6 @@ def _shift(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, .
     return tuple(slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, outer))
 
 
-def _label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    """Every label's bounding box, in one pass."""
-    return {v + 1: b for v, b in enumerate(ndimage.find_objects(labels)) if b is not None}
-
-
 def refine_labels(
     labels: np.ndarray,
     spacing: Sequence[float],
@@ -253,7 +243,7 @@ def refine_labels(
     # Check every step before touching a voxel: a bad step fails fast, not half-way.
     plans = [_plan(step, spacing_arr) for step in steps]
     for step in steps:
-        if step.kind in _ANATOMY and affine is None:
+        if step.kind in ANATOMY_STEPS and affine is None:
             raise ValueError(f"refine step {step.kind!r} needs the volume's affine")
         if step.kind == "keep_near_midline" and image is None:
             raise ValueError("refine step 'keep_near_midline' needs the image")
@@ -272,7 +262,7 @@ def refine_labels(
     boxes = _label_boxes(out)
     centre = None  # the body's midline, found once if a step needs it
     for step, (op, gaps) in zip(steps, plans):
-        if step.kind in _ANATOMY:
+        if step.kind in ANATOMY_STEPS:
             affine_arr = np.asarray(affine, dtype=float)
             if step.kind == "keep_near_midline":
                 if centre is None:
@@ -280,9 +270,7 @@ def refine_labels(
                 offset = float(step.params["max_offset_mm"])
                 keep_near_midline(out, affine_arr, step.labels or (), centre[0], offset, boxes)
             else:
-                # Round up, as remove_small_islands does.
-                ref_mm3 = float(step.params.get("min_reference_mm3", 0.0))
-                min_ref = math.ceil(ref_mm3 / float(np.prod(spacing_arr)) - _EPS)
+                min_ref = _min_voxels(step.params.get("min_reference_mm3", 0.0), spacing_arr)
                 rule = keep_below if step.kind == "keep_below" else keep_above
                 rule(out, affine_arr, step.labels or (), step.reference, boxes, min_ref)
             boxes = _label_boxes(out)

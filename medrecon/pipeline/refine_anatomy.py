@@ -19,20 +19,15 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from medrecon.foreground import foreground
+from medrecon.pipeline.components import components, label_boxes
 
 __all__ = ["body_centre_lr", "keep_above", "keep_below", "keep_near_midline"]
 
 log = logging.getLogger(__name__)
 
-_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as in refine.py
 _SUPERIOR, _LEFT_RIGHT = 2, 0  # rows of the voxel->RAS affine
-
-
-def _boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
-    return {v + 1: b for v, b in enumerate(ndimage.find_objects(labels)) if b is not None}
 
 
 def _mm(affine: np.ndarray, ijk: np.ndarray, row: int) -> np.ndarray:
@@ -44,14 +39,13 @@ def _components(labels: np.ndarray, value: int, box: tuple[slice, ...]):
     """(crop view, mask, component map, voxel counts, box offset) of ``value`` in ``box``."""
     crop = labels[box]
     mask = crop == value
-    comp, n = ndimage.label(mask, structure=_FULL)
-    # Counting only the mask's voxels: cheaper than a bincount of the whole box.
-    counts = np.bincount(comp[mask], minlength=n + 1)
+    comp, counts = components(mask)
     return crop, mask, comp, counts, np.array([b.start for b in box], dtype=float)
 
 
-def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> list[np.ndarray]:
-    """RAS S of every voxel of each reference's largest component, where it is big enough."""
+def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> list[tuple]:
+    """(lowest, highest) RAS S of each reference's largest component, where it is big
+    enough."""
     found = []
     for ref in reference:
         if ref not in boxes:
@@ -63,7 +57,8 @@ def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> lis
         if counts[k] < max(1, min_voxels):
             log.debug("refine: reference label %d too small (%d voxels)", ref, counts[k])
             continue
-        found.append(_mm(affine, np.argwhere(comp == k) + offset, _SUPERIOR))
+        heights = _mm(affine, np.argwhere(comp == k) + offset, _SUPERIOR)
+        found.append((float(heights.min()), float(heights.max())))
     return found
 
 
@@ -92,6 +87,25 @@ def _remove_where(labels, affine, values, boxes, row: int, bad, why: str) -> np.
     return labels
 
 
+def _keep_side(labels, affine, values, reference, boxes, min_voxels: int, below: bool):
+    """keep_below (``below``) or keep_above: the limit is the lowest (highest) point of
+    the references present, and components centred above (below) it go."""
+    boxes = label_boxes(labels) if boxes is None else boxes
+    found = _reference_heights(labels, affine, reference, boxes, min_voxels)
+    if not found:
+        return labels
+    if below:
+        limit = min(low for low, _ in found)
+        bad, where = (lambda s: s > limit), "above the lowest"
+    else:
+        limit = max(high for _, high in found)
+        bad, where = (lambda s: s < limit), "below the highest"
+    return _remove_where(
+        labels, affine, values, boxes, _SUPERIOR, bad,
+        lambda s: f"centred {abs(s - limit):.0f} mm {where} point of {list(reference)}",
+    )  # fmt: skip
+
+
 def keep_below(
     labels: np.ndarray,
     affine: np.ndarray,
@@ -103,15 +117,7 @@ def keep_below(
     """Remove each component of a label in ``values`` whose centre lies above the lowest
     voxel of a ``reference`` label (the lowest of those present). Modifies and returns
     ``labels``; ``boxes`` (label -> bounding box) spares finding them again."""
-    boxes = _boxes(labels) if boxes is None else boxes
-    found = _reference_heights(labels, affine, reference, boxes, min_reference_voxels)
-    if not found:
-        return labels
-    limit = min(float(h.min()) for h in found)
-    return _remove_where(
-        labels, affine, values, boxes, _SUPERIOR, lambda s: s > limit,
-        lambda s: f"centred {s - limit:.0f} mm above the lowest point of {list(reference)}",
-    )  # fmt: skip
+    return _keep_side(labels, affine, values, reference, boxes, min_reference_voxels, True)
 
 
 def keep_above(
@@ -125,15 +131,7 @@ def keep_above(
     """Remove each component of a label in ``values`` whose centre lies below the highest
     voxel of a ``reference`` label (the highest of those present): the mirror of
     :func:`keep_below`. Modifies and returns ``labels``."""
-    boxes = _boxes(labels) if boxes is None else boxes
-    found = _reference_heights(labels, affine, reference, boxes, min_reference_voxels)
-    if not found:
-        return labels
-    limit = max(float(h.max()) for h in found)
-    return _remove_where(
-        labels, affine, values, boxes, _SUPERIOR, lambda s: s < limit,
-        lambda s: f"centred {limit - s:.0f} mm below the highest point of {list(reference)}",
-    )  # fmt: skip
+    return _keep_side(labels, affine, values, reference, boxes, min_reference_voxels, False)
 
 
 def body_centre_lr(image: np.ndarray, affine: np.ndarray, modality: str | None) -> float | None:
@@ -162,7 +160,7 @@ def keep_near_midline(
     ``labels``."""
     if centre_mm is None:
         return labels
-    boxes = _boxes(labels) if boxes is None else boxes
+    boxes = label_boxes(labels) if boxes is None else boxes
     return _remove_where(
         labels, affine, values, boxes, _LEFT_RIGHT,
         lambda x: abs(x - centre_mm) > max_offset_mm,
