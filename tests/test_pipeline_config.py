@@ -41,7 +41,7 @@ def test_valid_file_loads_into_dataclasses(tmp_path, weights):
     assert p.network.name == "UNet" and p.network.out_channels == 2
     assert p.weights.path == weights.resolve()
     assert p.inference.roi_size == (32, 32, 32) and p.inference.sw_batch_size == 2
-    assert p.refine == (RefineStep("keep_largest_component", (1,), {}),)
+    assert p.refine == (RefineStep("keep_largest_component", (1,), {"keep_cut_pieces": 0.0}),)
     assert p.outputs == ("labels", "stats")
     assert load_pipeline(path) == p  # by path, through the registry
     assert load_pipeline(p) is p
@@ -106,6 +106,10 @@ def _broken(change):
             lambda d: d["refine"].append({"step": "keep_near_midline", "labels": [1]}),
             "max_offset_mm'",
         ),
+        (
+            lambda d: d["refine"].append({"step": "keep_largest_component", "keep_cut_pieces": 1}),
+            "'refine[1].keep_cut_pieces': must be true or false",
+        ),
         (lambda d: d.update(outputs=["labels", "movie"]), "'outputs' must be a list"),
         (lambda d: d["weights"].update(sha256="abc"), "must be 64 hex digits"),
         (lambda d: d.update(coarse={"margin_mm": 5}), "'coarse.spacing': is required"),
@@ -113,6 +117,13 @@ def _broken(change):
 )
 def test_bad_pipeline_files_fail_at_load(tmp_path, weights, change, expected):
     assert expected in _error_for(tmp_path, _broken(change))
+
+
+def test_keep_cut_pieces_is_a_flag(tmp_path, weights):
+    data = valid_pipeline_dict(sha256=sha256_file(weights))
+    data["refine"][0]["keep_cut_pieces"] = True
+    (step,) = read_pipeline_file(write_pipeline(tmp_path, data)).refine
+    assert step.params == {"keep_cut_pieces": 1.0}
 
 
 def test_missing_weights_file(tmp_path):

@@ -15,6 +15,7 @@ from medrecon.pipeline.refine import (
 )
 
 KEEP = RefineStep("keep_largest_component")
+KEEP_CUT = RefineStep("keep_largest_component", None, {"keep_cut_pieces": 1.0})
 FILL = RefineStep("fill_holes")
 BOX_RADIUS = (1.8, 1.8, 1.8)  # an ellipsoid of these radii is exactly the 3x3x3 box
 
@@ -62,6 +63,45 @@ def test_keep_largest_component_uses_26_connectivity_and_raster_order_for_ties()
     expected[0:2, 5:7, 5:7] = True
     np.testing.assert_array_equal(keep_largest_component(tie), expected)
     assert not keep_largest_component(np.zeros((3, 3, 3), dtype=bool)).any()
+
+
+def _cut_organ() -> tuple[np.ndarray, np.ndarray]:
+    """A 'liver' cut by the scan's first slice into a big lobe and a small one, a crumb
+    inside the volume and a piece on the opposite end; and what keep_cut_pieces keeps."""
+    mask = np.zeros((20, 30, 30), dtype=bool)
+    mask[0:8, 2:14, 2:14] = True  # the largest, on the low face of axis 0
+    mask[0:3, 20:26, 20:26] = True  # a second lobe on the same face: kept
+    mask[10:12, 20:22, 2:4] = True  # an interior crumb: removed
+    mask[17:20, 2:4, 20:22] = True  # on the high face, which the largest does not touch
+    expected = mask.copy()
+    expected[10:20] = False
+    return mask, expected
+
+
+def test_keep_largest_component_keeps_the_pieces_cut_by_the_same_face():
+    mask, expected = _cut_organ()
+    np.testing.assert_array_equal(keep_largest_component(mask, keep_cut_pieces=True), expected)
+    only_largest = np.zeros_like(mask)
+    only_largest[0:8, 2:14, 2:14] = True
+    np.testing.assert_array_equal(keep_largest_component(mask), only_largest)
+    # A largest component inside the volume touches no face: only it stays.
+    inner = np.pad(mask, 1)
+    kept = keep_largest_component(inner, keep_cut_pieces=True)
+    np.testing.assert_array_equal(kept, np.pad(only_largest, 1))
+
+
+def test_refine_labels_keep_cut_pieces_judges_the_volume_faces_not_the_label_box():
+    mask, expected = _cut_organ()
+    labels = np.zeros((30, 40, 40), dtype=np.uint8)
+    labels[:20, 5:35, 5:35][mask] = 3
+    labels[25:28, 0:2, 0:2] = 1  # another label, its own box
+    out = refine_labels(labels, (1.0, 1.0, 1.0), [KEEP_CUT])
+    want = labels.copy()
+    want[:20, 5:35, 5:35][mask & ~expected] = 0
+    np.testing.assert_array_equal(out, want)
+    # Label 3's box ends at slice 20, the volume at 30: the piece at slices 17-20 lies on
+    # its box's face, not the volume's, and goes like the crumb.
+    assert not out[17:20].any()
 
 
 @pytest.mark.parametrize(
@@ -262,7 +302,7 @@ def _per_label_on_whole_volume(labels: np.ndarray, steps: list[RefineStep]) -> n
         for value in [v for v in np.unique(out) if v and (step.labels is None or v in step.labels)]:
             mask = out == value
             if step.kind == "keep_largest_component":
-                new = keep_largest_component(mask)
+                new = keep_largest_component(mask, bool(step.params.get("keep_cut_pieces")))
             elif step.kind == "remove_small_islands":
                 new = remove_small_islands(mask, int(step.params["min_volume_mm3"]))
             elif step.kind == "fill_holes":
@@ -296,6 +336,7 @@ def test_refine_labels_on_boxes_equals_whole_volume(seed):
         RefineStep("smooth", None, {"radius_mm": 1.0}),
         RefineStep("smooth", (3, 4), {"radius_mm": 2.5}),
         RefineStep(KEEP.kind, (2, 4)),
+        KEEP_CUT,
     ]
     steps = [pool[i] for i in rng.integers(0, len(pool), 4)]
     expected = _per_label_on_whole_volume(labels, steps)

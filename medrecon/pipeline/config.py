@@ -17,6 +17,7 @@ from medrecon.labels import Label
 
 __all__ = [
     "CT_WINDOW",
+    "FLAG_PARAMS",
     "INTENSITY_MODES",
     "NETWORKS",
     "OUTPUTS",
@@ -43,7 +44,9 @@ NETWORKS = ("DynUNet", "UNet", "SegResNet")
 
 #: Refinement steps and the parameters each one takes (name -> required?).
 REFINE_STEPS: dict[str, dict[str, bool]] = {
-    "keep_largest_component": {},
+    # keep_cut_pieces: also keep every component that touches a face of the volume the
+    # largest one touches (an organ cut by the scan's end can fall into pieces there).
+    "keep_largest_component": {"keep_cut_pieces": False},
     "remove_small_islands": {"min_volume_mm3": True},
     "fill_holes": {},
     "smooth": {"radius_mm": True},
@@ -58,6 +61,9 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
 
 #: Refine steps that judge a component by where it lies in the patient
 #: (refine_anatomy.py); the first two measure from ``reference`` labels.
+#: Refine parameters that are yes/no in a pipeline file (stored as 1.0 / 0.0).
+FLAG_PARAMS = frozenset({"keep_cut_pieces"})
+
 ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline")
 REFERENCE_STEPS = ANATOMY_STEPS[:2]
 

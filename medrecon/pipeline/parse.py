@@ -19,6 +19,7 @@ from medrecon.labels import Label
 from medrecon.pipeline.config import (
     ANATOMY_STEPS,
     CT_WINDOW,
+    FLAG_PARAMS,
     INTENSITY_MODES,
     NETWORKS,
     OUTPUTS,
@@ -247,7 +248,9 @@ def _parse_refine(raw: Any, labels: tuple[Label, ...], origin: str) -> tuple[Ref
         if kind not in REFINE_STEPS:
             raise sec.error("step", f"unknown step {kind!r}; known: {', '.join(REFINE_STEPS)}")
         params = {
-            p: sec.number(p, None if required else 0.0, lo=0.0)
+            p: float(sec.boolean(p, False))
+            if p in FLAG_PARAMS
+            else sec.number(p, None if required else 0.0, lo=0.0)
             for p, required in REFINE_STEPS[kind].items()
         }
         chosen = sec.get("labels")

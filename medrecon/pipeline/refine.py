@@ -58,13 +58,17 @@ _FACES = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
 _EPS = 1e-9
 
 
-def keep_largest_component(mask: np.ndarray) -> np.ndarray:
-    """Only the largest 26-connected component of ``mask`` (ties: first in raster order)."""
+def keep_largest_component(mask: np.ndarray, keep_cut_pieces: bool = False) -> np.ndarray:
+    """Only the largest 26-connected component of ``mask`` (ties: first in raster order).
+
+    ``keep_cut_pieces``: also every component that touches a face of the array that the
+    largest one touches. A scan's end or edge can cut an organ into pieces (a slab
+    through the liver's dome holds both lobes, apart); those pieces all lie on the cut.
+    """
     mask = np.asarray(mask, dtype=bool)
-    comp, counts = _components(mask)
-    if counts.size < 2:
-        return np.zeros_like(mask)
-    return comp == int(np.argmax(counts[1:])) + 1
+    whole = [tuple(slice(0, n) for n in mask.shape)]
+    cut_at = ((0,) * mask.ndim, mask.shape) if keep_cut_pieces else None
+    return _keep_largest_in_parts(mask, whole, cut_at)[0]
 
 
 def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -192,8 +196,16 @@ def _parts(mask: np.ndarray, gaps: Sequence[int]) -> list[tuple[slice, ...]]:
     return done
 
 
-def _keep_largest_in_parts(mask: np.ndarray, parts: list[tuple[slice, ...]]) -> list[np.ndarray]:
-    """keep_largest_component over ``parts`` that no component spans: a mask per part."""
+def _keep_largest_in_parts(
+    mask: np.ndarray,
+    parts: list[tuple[slice, ...]],
+    cut_at: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> list[np.ndarray]:
+    """keep_largest_component over ``parts`` that no component spans: a mask per part.
+
+    ``cut_at``: (where ``mask`` starts in the volume, the volume's shape) to also keep
+    every component that touches a face of the volume the largest one touches.
+    """
     labelled = [_components(mask[p]) for p in parts]
     best = max((int(counts[1:].max(initial=0)) for _, counts in labelled), default=0)
     if best == 0:
@@ -206,7 +218,33 @@ def _keep_largest_in_parts(mask: np.ndarray, parts: list[tuple[slice, ...]]) -> 
             first = np.ravel_multi_index([s.start + i for s, i in zip(part, local)], mask.shape)
             candidates.append((int(first), j, int(k)))
     _, win_part, win_k = min(candidates)
-    return [comp == (win_k if j == win_part else -1) for j, (comp, _) in enumerate(labelled)]
+    keep = [np.zeros(counts.size, dtype=bool) for _, counts in labelled]
+    keep[win_part][win_k] = True
+    if cut_at is not None:
+        faces = [_faces(comp, part, *cut_at) for part, (comp, _) in zip(parts, labelled)]
+        won = faces[win_part][win_k - 1]
+        for j, touched in enumerate(faces):
+            for k, f in enumerate(touched, start=1):
+                keep[j][k] |= bool(f & won)
+    return [table[comp] for table, (comp, _) in zip(keep, labelled)]
+
+
+def _faces(
+    comp: np.ndarray, part: tuple[slice, ...], start: Sequence[int], shape: Sequence[int]
+) -> list[set[tuple[int, int]]]:
+    """Per component of ``comp`` (cut at ``part`` from a crop that starts at ``start`` in a
+    volume of ``shape``), the volume faces it touches as (axis, 0 low / 1 high)."""
+    touched = []
+    for box in ndimage.find_objects(comp):
+        faces = set()
+        if box is not None:
+            for axis, (b, p, s, n) in enumerate(zip(box, part, start, shape)):
+                if s + p.start + b.start == 0:
+                    faces.add((axis, 0))
+                if s + p.start + b.stop == n:
+                    faces.add((axis, 1))
+        touched.append(faces)
+    return touched
 
 
 def _shift(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
@@ -282,7 +320,10 @@ def refine_labels(
             mask = crop == v
             parts = _parts(mask, gaps)
             if op is None:
-                news = _keep_largest_in_parts(mask, parts)
+                cut_at = None
+                if step.params.get("keep_cut_pieces"):
+                    cut_at = ([b.start for b in boxes[v]], out.shape)
+                news = _keep_largest_in_parts(mask, parts, cut_at)
             else:
                 news = [op(mask[p]) for p in parts]
             found = []
