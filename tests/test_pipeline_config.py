@@ -107,6 +107,14 @@ def _broken(change):
             "max_offset_mm'",
         ),
         (
+            lambda d: d["refine"].append({"step": "keep_below_lungs", "labels": [1]}),
+            "min_lung_mm3'",
+        ),
+        (
+            lambda d: d["refine"].append({"step": "keep_below_lungs", "min_lung_mm3": 1e6}),
+            "keep_below_lungs needs the labels",
+        ),
+        (
             lambda d: d["refine"].append({"step": "keep_largest_component", "keep_cut_pieces": 1}),
             "'refine[1].keep_cut_pieces': must be true or false",
         ),

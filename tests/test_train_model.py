@@ -161,3 +161,25 @@ def test_portal_venous_phase_of_the_ct(shared_data, segmenters):
     for organ in ("liver", "spleen", "kidney_right", "kidney_left", "aorta"):
         assert dice[organ] > 0.85, f"{organ}: Dice {dice[organ]:.3f} in the portal venous phase"
     assert not phantom
+
+
+def test_chest_ct_of_another_patient_gets_no_bladder_or_kidney_in_the_chest(segmenters):
+    """slicerio's chest CT (3x3x10 mm, unlabelled): lungs, heart and the top of the
+    upper abdomen, nothing the training CT holds. The network calls mediastinum
+    "urinary bladder" (46.5 mL) and soft tissue by the lung apex "kidney_left"
+    (76.1 mL) there; keep_below_lungs removes what lies above the lung bases."""
+    slicerio = pytest.importorskip("slicerio")
+    from medrecon.io import load
+
+    path = Path(slicerio.__file__).parent / "data" / "CTChest4.nrrd"
+    if not path.is_file():
+        pytest.skip("slicerio ships no CTChest4.nrrd")
+    seg = segmenters["abdomen-ct"]
+    volume = load(path)
+    pred = seg(volume).labels.array
+    ml = abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0
+    found = {name: float((pred == value).sum() * ml) for value, name in _labels(seg)}
+    # Measured: bladder 0.7 mL, kidney_left 1.7 mL, spleen 0 mL (46.5, 76.1 and 15.7 mL
+    # without the step).
+    for organ in ("urinary_bladder", "kidney_left", "spleen"):
+        assert found[organ] < PHANTOM_ML, f"{organ}: {found[organ]:.1f} mL in a chest CT"

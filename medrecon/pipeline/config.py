@@ -57,6 +57,9 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     # Components of ``labels`` centred farther than this left or right of the body's
     # midline go (the image's foreground gives the midline).
     "keep_near_midline": {"max_offset_mm": True},
+    # Components of ``labels`` centred above the lung bases go (CT only: the lungs are
+    # the largest air region inside the body, from this volume up; pipeline/lungs.py).
+    "keep_below_lungs": {"min_lung_mm3": True},
 }
 
 #: Refine steps that judge a component by where it lies in the patient
@@ -64,7 +67,9 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
 #: Refine parameters that are yes/no in a pipeline file (stored as 1.0 / 0.0).
 FLAG_PARAMS = frozenset({"keep_cut_pieces"})
 
-ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline")
+ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline", "keep_below_lungs")
+#: Anatomy steps that read the image (on the labels' grid), not only the labels.
+IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs")
 REFERENCE_STEPS = ANATOMY_STEPS[:2]
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).

@@ -30,17 +30,20 @@ from scipy import ndimage
 
 from medrecon.pipeline.components import components as _components
 from medrecon.pipeline.components import label_boxes as _label_boxes
-from medrecon.pipeline.config import ANATOMY_STEPS, REFINE_STEPS, RefineStep
+from medrecon.pipeline.config import ANATOMY_STEPS, IMAGE_STEPS, REFINE_STEPS, RefineStep
+from medrecon.pipeline.lungs import lung_base_height
 from medrecon.pipeline.refine_anatomy import (
     body_centre_lr,
     keep_above,
     keep_below,
+    keep_below_lungs,
     keep_near_midline,
 )
 
 __all__ = [
     "keep_above",
     "keep_below",
+    "keep_below_lungs",
     "keep_near_midline",
     "keep_largest_component",
     "remove_small_islands",
@@ -266,8 +269,9 @@ def refine_labels(
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
     into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
-    voxel->RAS ``affine``; ``keep_near_midline`` also the ``image`` on the labels' grid
-    and its ``modality``, for the body's midline. A step
+    voxel->RAS ``affine``; ``keep_near_midline`` and ``keep_below_lungs`` also the
+    ``image`` on the labels' grid and its ``modality``, for the body's midline and the
+    lungs (a CT's only). A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -283,11 +287,11 @@ def refine_labels(
     for step in steps:
         if step.kind in ANATOMY_STEPS and affine is None:
             raise ValueError(f"refine step {step.kind!r} needs the volume's affine")
-        if step.kind == "keep_near_midline" and image is None:
-            raise ValueError("refine step 'keep_near_midline' needs the image")
-        if step.kind == "keep_near_midline" and np.shape(image)[:3] != np.shape(labels):
+        if step.kind in IMAGE_STEPS and image is None:
+            raise ValueError(f"refine step {step.kind!r} needs the image")
+        if step.kind in IMAGE_STEPS and np.shape(image)[:3] != np.shape(labels):
             raise ValueError(
-                f"refine step 'keep_near_midline': image {np.shape(image)} is not on the "
+                f"refine step {step.kind!r}: image {np.shape(image)} is not on the "
                 f"labels' grid {np.shape(labels)}"
             )
     out = labels.copy()
@@ -307,6 +311,12 @@ def refine_labels(
                     centre = (body_centre_lr(image, affine_arr, modality),)
                 offset = float(step.params["max_offset_mm"])
                 keep_near_midline(out, affine_arr, step.labels or (), centre[0], offset, boxes)
+            elif step.kind == "keep_below_lungs":
+                # HU only mean something on a CT: elsewhere the step does nothing.
+                base = None
+                if (modality or "").upper() == "CT":
+                    base = lung_base_height(image, affine_arr, step.params["min_lung_mm3"])
+                keep_below_lungs(out, affine_arr, step.labels or (), base, boxes)
             else:
                 min_ref = _min_voxels(step.params.get("min_reference_mm3", 0.0), spacing_arr)
                 rule = keep_below if step.kind == "keep_below" else keep_above

@@ -23,7 +23,7 @@ import numpy as np
 from medrecon.foreground import foreground
 from medrecon.pipeline.components import components, label_boxes
 
-__all__ = ["body_centre_lr", "keep_above", "keep_below", "keep_near_midline"]
+__all__ = ["body_centre_lr", "keep_above", "keep_below", "keep_below_lungs", "keep_near_midline"]
 
 log = logging.getLogger(__name__)
 
@@ -165,4 +165,25 @@ def keep_near_midline(
         labels, affine, values, boxes, _LEFT_RIGHT,
         lambda x: abs(x - centre_mm) > max_offset_mm,
         lambda x: f"centred {abs(x - centre_mm):.0f} mm from the body's midline",
+    )  # fmt: skip
+
+
+def keep_below_lungs(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    base_mm: float | None,
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose centre lies above
+    ``base_mm`` (RAS S of the lung bases, :func:`medrecon.pipeline.lungs.lung_base_height`):
+    an abdominal organ is centred below the diaphragm. ``base_mm`` None imposes nothing.
+    Modifies and returns ``labels``."""
+    if base_mm is None:
+        return labels
+    boxes = label_boxes(labels) if boxes is None else boxes
+    return _remove_where(
+        labels, affine, values, boxes, _SUPERIOR,
+        lambda s: s > base_mm,
+        lambda s: f"centred {s - base_mm:.0f} mm above the lung bases",
     )  # fmt: skip

@@ -1,0 +1,91 @@
+"""The lungs on a CT: a landmark that says where the chest is.
+
+The abdominal organs lie below the diaphragm, and the diaphragm lies where the lungs
+narrow to their bases. A chest CT gives a network trained on abdomens nothing it knows,
+and it can call mediastinum "bladder" or the lung apex's soft tissue "kidney"
+(docs/models.md); the lungs tell which part of such a scan is chest.
+
+The lungs are the largest region of air inside the body (enclosed in its axial
+cross-section, so the trachea leaving the scan does not join it to the air outside),
+when that region is large and reads as aerated lung rather than gas: lung parenchyma
+with its vessels has a median of about -850 HU, gas in bowel (a distended or
+insufflated colon can hold litres) reads close to -1000 HU.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["LUNG_MEDIAN_HU", "lung_base_height"]
+
+log = logging.getLogger(__name__)
+
+#: Median HU a region of air inside the body must have to count as lung: aerated
+#: parenchyma (emphysema included) lies within, gas in bowel below.
+LUNG_MEDIAN_HU = (-950.0, -600.0)
+_AIR_HU = -500.0  # the body is above it (medrecon.foreground), air below
+_SAMPLE_MM = 4.0  # sampling: a landmark for organs several cm away needs no finer
+_SUPERIOR = 2  # row of the voxel->RAS affine
+_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)  # 4-connectivity within an axial slice
+_IN_PLANE[1, 1, :] = _IN_PLANE[1, :, 1] = _IN_PLANE[:, 1, 1] = True
+_IN_PLANE[1, 1, 0] = _IN_PLANE[1, 1, 2] = False
+
+
+def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float) -> float | None:
+    """RAS S (mm) of the lung bases: the lowest axial slice whose lung cross-section is
+    at least half the largest one. Below it, within a few cm, is the diaphragm's dome.
+
+    ``image`` is a CT in HU (3D, voxel->RAS ``affine``). None when there is no air region
+    inside the body of ``min_lung_mm3`` or more whose median reads as lung: an abdominal
+    scan that holds only the lung bases, or none, gets no landmark.
+    """
+    image = np.asarray(image)
+    if image.ndim == 4 and image.shape[3] == 1:
+        image = image[..., 0]
+    affine = np.asarray(affine, dtype=float)
+    if image.ndim != 3:
+        raise ValueError(f"lung_base_height needs a 3D image, got shape {image.shape}")
+    # The array axis that runs along the body (closest to RAS S), moved last.
+    axis = int(np.argmax(np.abs(affine[_SUPERIOR, :3])))
+    order = [a for a in range(3) if a != axis] + [axis]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)[order]
+    step = [max(1, round(_SAMPLE_MM / float(sp))) for sp in spacing]
+    sample = np.ascontiguousarray(np.transpose(image, order)[:: step[0], :: step[1], :: step[2]])
+    air = sample <= _AIR_HU
+    # Air regions within each axial slice (no links across slices); those that reach
+    # the slice's edge are the air around the body.
+    flat, _ = ndimage.label(air, structure=_IN_PLANE)
+    edge = np.unique(
+        np.concatenate([flat[0].ravel(), flat[-1].ravel(), flat[:, 0].ravel(), flat[:, -1].ravel()])
+    )
+    outside = np.zeros(int(flat.max()) + 1, dtype=bool)
+    outside[edge] = True
+    outside[0] = True
+    air &= ~outside[flat]
+    del flat
+    comp, n = ndimage.label(air)
+    if n == 0:
+        return None
+    counts = np.bincount(comp.ravel())
+    counts[0] = 0
+    k = int(np.argmax(counts))
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3])) * float(np.prod(step))
+    if counts[k] * voxel_mm3 < min_lung_mm3:
+        return None
+    lung = comp == k
+    median = float(np.median(sample[lung]))
+    lo, hi = LUNG_MEDIAN_HU
+    if not lo <= median <= hi:
+        ml = counts[k] * voxel_mm3 / 1e3
+        log.debug("refine: %.0f mL of air inside the body reads %.0f HU: not lung", ml, median)
+        return None
+    area = lung.sum(axis=(0, 1))
+    wide = np.flatnonzero(area >= 0.5 * area.max())
+    # The lowest of them: which end of the axis is low depends on its direction in S.
+    base = int(wide.min() if affine[_SUPERIOR, axis] > 0 else wide.max())
+    centre = (np.asarray(image.shape, dtype=float) - 1.0) / 2.0
+    centre[axis] = base * step[2]
+    return float(affine[_SUPERIOR, :3] @ centre + affine[_SUPERIOR, 3])
