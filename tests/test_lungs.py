@@ -40,6 +40,14 @@ def _expected_base(image: np.ndarray, affine: np.ndarray, lung_hu: float) -> flo
     return LOW_S + SPACING * k
 
 
+def _upside_down(image: np.ndarray, affine: np.ndarray):
+    """The same voxels with the body running down the array; the affine says so."""
+    flipped = affine.copy()
+    flipped[:3, 3] = affine[:3, :3] @ (0, 0, image.shape[2] - 1) + affine[:3, 3]
+    flipped[:3, 2] *= -1
+    return image[:, :, ::-1], flipped
+
+
 def test_lung_base_is_where_the_lungs_reach_half_their_cross_section():
     image, affine = _chest()
     base = lung_base_height(image, affine, min_lung_mm3=1e5)
@@ -54,11 +62,8 @@ def test_lung_base_is_where_the_lungs_reach_half_their_cross_section():
 def test_lung_base_is_in_scanner_space_whatever_the_array_order(axes, flip):
     image, affine = _chest()
     want = lung_base_height(image, affine, 1e5)
-    if flip:  # the body runs down the array: the same voxels, the affine says so
-        image = image[:, :, ::-1]
-        affine = affine.copy()
-        affine[:3, 3] = affine[:3, :3] @ (0, 0, 59) + affine[:3, 3]
-        affine[:3, 2] *= -1
+    if flip:
+        image, affine = _upside_down(image, affine)
     moved = np.transpose(image, axes)
     moved_affine = np.eye(4)
     moved_affine[:3, :3] = affine[:3, :3][:, list(axes)]
@@ -74,6 +79,23 @@ def test_no_landmark_for_gas_small_lungs_or_no_air():
     assert lung_base_height(image, affine, min_lung_mm3=2 * volume_mm3) is None
     body = np.full(image.shape, 40.0, dtype=np.float32)
     assert lung_base_height(body, affine, 1e5) is None
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_no_landmark_when_the_lungs_are_widest_at_the_scans_top(flip):
+    """An abdominal scan that ends in the lower lungs: however much lung is in view,
+    their widest part may lie above it, so "half the widest" says nothing."""
+    image, affine = _chest(lung_slices=(20, 60))  # full width up to the top slice
+    assert (image == -850.0).sum() * SPACING**3 > 1e6
+    if flip:
+        image, affine = _upside_down(image, affine)
+    assert lung_base_height(image, affine, 1e5) is None
+    # The chest of the other tests cut two slices above the lungs' top: the landmark
+    # stays.
+    image, affine = _chest()
+    assert lung_base_height(image[:, :, :52], affine, 1e5) == pytest.approx(
+        _expected_base(image, affine, -850.0)
+    )
 
 
 def _labels_in_chest():

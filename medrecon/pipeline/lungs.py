@@ -39,8 +39,10 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
     at least half the largest one. Below it, within a few cm, is the diaphragm's dome.
 
     ``image`` is a CT in HU (3D, voxel->RAS ``affine``). None when there is no air region
-    inside the body of ``min_lung_mm3`` or more whose median reads as lung: an abdominal
-    scan that holds only the lung bases, or none, gets no landmark.
+    inside the body of ``min_lung_mm3`` or more whose median reads as lung, or when the
+    lungs are still at least half their widest on the scan's top slice (the widest part
+    may lie above the scan): an abdominal scan that holds only the lung bases, or none,
+    gets no landmark.
     """
     image = np.asarray(image)
     if image.ndim == 4 and image.shape[3] == 1:
@@ -83,9 +85,18 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
         log.debug("refine: %.0f mL of air inside the body reads %.0f HU: not lung", ml, median)
         return None
     area = lung.sum(axis=(0, 1))
+    if affine[_SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
+        area = area[::-1]
     wide = np.flatnonzero(area >= 0.5 * area.max())
-    # The lowest of them: which end of the axis is low depends on its direction in S.
-    base = int(wide.min() if affine[_SUPERIOR, axis] > 0 else wide.max())
+    # Half the widest is only known when the widest is in view: the lungs must narrow
+    # again above it. An abdominal scan that ends in the lower lungs has its widest lung
+    # slice at its top, and its "half" would lie wherever the scan happened to end.
+    if wide.max() == area.size - 1:
+        log.debug("refine: the lungs are widest at the scan's top: no lung-base landmark")
+        return None
+    base = int(wide.min())
+    if affine[_SUPERIOR, axis] < 0:
+        base = area.size - 1 - base
     centre = (np.asarray(image.shape, dtype=float) - 1.0) / 2.0
     centre[axis] = base * step[2]
     return float(affine[_SUPERIOR, :3] @ centre + affine[_SUPERIOR, 3])
