@@ -115,6 +115,14 @@ def _broken(change):
             "keep_below_lungs needs the labels",
         ),
         (
+            lambda d: d["refine"].append({"step": "keep_inside_body"}),
+            "margin_mm'",
+        ),
+        (
+            lambda d: d["refine"].append({"step": "keep_inside_body", "margin_mm": -1}),
+            "margin_mm",
+        ),
+        (
             lambda d: d["refine"].append({"step": "keep_largest_component", "keep_cut_pieces": 1}),
             "'refine[1].keep_cut_pieces': must be true or false",
         ),

@@ -60,6 +60,9 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     # Components of ``labels`` centred above the lung bases go (CT only: the lungs are
     # the largest air region inside the body, from this volume up; pipeline/lungs.py).
     "keep_below_lungs": {"min_lung_mm3": True},
+    # Voxels of ``labels`` (all when omitted) in the air around the body, farther than
+    # the margin from it, go (CT only: pipeline/body.py).
+    "keep_inside_body": {"margin_mm": True},
 }
 
 #: Refine steps that judge a component by where it lies in the patient
@@ -69,7 +72,7 @@ FLAG_PARAMS = frozenset({"keep_cut_pieces"})
 
 ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline", "keep_below_lungs")
 #: Anatomy steps that read the image (on the labels' grid), not only the labels.
-IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs")
+IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs", "keep_inside_body")
 REFERENCE_STEPS = ANATOMY_STEPS[:2]
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).

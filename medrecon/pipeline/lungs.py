@@ -19,6 +19,8 @@ import logging
 import numpy as np
 from scipy import ndimage
 
+from medrecon.pipeline.body import AIR_HU, air_outside_body, sample_axial
+
 __all__ = ["LUNG_MEDIAN_HU", "lung_base_height"]
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,8 @@ log = logging.getLogger(__name__)
 #: Median HU a region of air inside the body must have to count as lung: aerated
 #: parenchyma (emphysema included) lies within, gas in bowel below.
 LUNG_MEDIAN_HU = (-950.0, -600.0)
-_AIR_HU = -500.0  # the body is above it (medrecon.foreground), air below
 _SAMPLE_MM = 4.0  # sampling: a landmark for organs several cm away needs no finer
 _SUPERIOR = 2  # row of the voxel->RAS affine
-_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)  # 4-connectivity within an axial slice
-_IN_PLANE[1, 1, :] = _IN_PLANE[1, :, 1] = _IN_PLANE[:, 1, 1] = True
-_IN_PLANE[1, 1, 0] = _IN_PLANE[1, 1, 2] = False
 
 
 def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float) -> float | None:
@@ -50,24 +48,10 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
     affine = np.asarray(affine, dtype=float)
     if image.ndim != 3:
         raise ValueError(f"lung_base_height needs a 3D image, got shape {image.shape}")
-    # The array axis that runs along the body (closest to RAS S), moved last.
-    axis = int(np.argmax(np.abs(affine[_SUPERIOR, :3])))
-    order = [a for a in range(3) if a != axis] + [axis]
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)[order]
-    step = [max(1, round(_SAMPLE_MM / float(sp))) for sp in spacing]
-    sample = np.ascontiguousarray(np.transpose(image, order)[:: step[0], :: step[1], :: step[2]])
-    air = sample <= _AIR_HU
-    # Air regions within each axial slice (no links across slices); those that reach
-    # the slice's edge are the air around the body.
-    flat, _ = ndimage.label(air, structure=_IN_PLANE)
-    edge = np.unique(
-        np.concatenate([flat[0].ravel(), flat[-1].ravel(), flat[:, 0].ravel(), flat[:, -1].ravel()])
-    )
-    outside = np.zeros(int(flat.max()) + 1, dtype=bool)
-    outside[edge] = True
-    outside[0] = True
-    air &= ~outside[flat]
-    del flat
+    sample, order, _, step = sample_axial(image, affine, _SAMPLE_MM)
+    axis = order[2]  # the array axis that runs along the body
+    air = sample <= AIR_HU
+    air &= ~air_outside_body(air)  # the air around the body is no lung
     comp, n = ndimage.label(air)
     if n == 0:
         return None

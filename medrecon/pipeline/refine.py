@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from medrecon.pipeline.body import outside_body
 from medrecon.pipeline.components import components as _components
 from medrecon.pipeline.components import label_boxes as _label_boxes
 from medrecon.pipeline.config import ANATOMY_STEPS, IMAGE_STEPS, REFINE_STEPS, RefineStep
@@ -37,6 +38,7 @@ from medrecon.pipeline.refine_anatomy import (
     keep_above,
     keep_below,
     keep_below_lungs,
+    keep_inside_body,
     keep_near_midline,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "keep_above",
     "keep_below",
     "keep_below_lungs",
+    "keep_inside_body",
     "keep_near_midline",
     "keep_largest_component",
     "remove_small_islands",
@@ -269,9 +272,10 @@ def refine_labels(
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
     into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
-    voxel->RAS ``affine``; ``keep_near_midline`` and ``keep_below_lungs`` also the
-    ``image`` on the labels' grid and its ``modality``, for the body's midline and the
-    lungs (a CT's only). A step
+    voxel->RAS ``affine``; ``keep_near_midline``, ``keep_below_lungs`` and
+    ``keep_inside_body`` also the ``image`` on the labels' grid and its ``modality``,
+    for the body's midline, the lungs and the air around the body (the last two a CT's
+    only). A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -285,7 +289,7 @@ def refine_labels(
     # Check every step before touching a voxel: a bad step fails fast, not half-way.
     plans = [_plan(step, spacing_arr) for step in steps]
     for step in steps:
-        if step.kind in ANATOMY_STEPS and affine is None:
+        if (step.kind in ANATOMY_STEPS or step.kind in IMAGE_STEPS) and affine is None:
             raise ValueError(f"refine step {step.kind!r} needs the volume's affine")
         if step.kind in IMAGE_STEPS and image is None:
             raise ValueError(f"refine step {step.kind!r} needs the image")
@@ -304,6 +308,15 @@ def refine_labels(
     boxes = _label_boxes(out)
     centre = None  # the body's midline, found once if a step needs it
     for step, (op, gaps) in zip(steps, plans):
+        if step.kind == "keep_inside_body":
+            # Air is only known by its HU on a CT: elsewhere the step does nothing.
+            if (modality or "").upper() == "CT":
+                away = outside_body(image, affine, step.params["margin_mm"])
+                chosen = boxes.keys() if step.labels is None else step.labels
+                voxel_ml = float(np.prod(spacing_arr)) / 1000.0
+                keep_inside_body(out, away, sorted(chosen), voxel_ml, boxes)
+                boxes = _label_boxes(out)
+            continue
         if step.kind in ANATOMY_STEPS:
             affine_arr = np.asarray(affine, dtype=float)
             if step.kind == "keep_near_midline":

@@ -23,7 +23,14 @@ import numpy as np
 from medrecon.foreground import foreground
 from medrecon.pipeline.components import components, label_boxes
 
-__all__ = ["body_centre_lr", "keep_above", "keep_below", "keep_below_lungs", "keep_near_midline"]
+__all__ = [
+    "body_centre_lr",
+    "keep_above",
+    "keep_below",
+    "keep_below_lungs",
+    "keep_inside_body",
+    "keep_near_midline",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +194,27 @@ def keep_below_lungs(
         lambda s: s > base_mm,
         lambda s: f"centred {s - base_mm:.0f} mm above the lung bases",
     )  # fmt: skip
+
+
+def keep_inside_body(
+    labels: np.ndarray,
+    outside: np.ndarray,
+    values: Sequence[int],
+    voxel_ml: float,
+    boxes: dict[int, tuple[slice, ...]],
+) -> np.ndarray:
+    """Set to 0 the voxels of each label in ``values`` that lie where ``outside`` (the
+    air around the body, :func:`medrecon.pipeline.body.outside_body`) is True. Modifies
+    and returns ``labels``."""
+    for v in values:
+        if v not in boxes:
+            continue
+        crop = labels[boxes[v]]  # a view: writes go straight into ``labels``
+        away = (crop == v) & outside[boxes[v]]
+        n = int(np.count_nonzero(away))
+        if n:
+            crop[away] = 0
+            log.info(
+                "refine: removed %.1f mL of label %d in the air around the body", n * voxel_ml, v
+            )
+    return labels
