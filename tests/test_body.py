@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,49 @@ def test_no_reference_organ_of_the_real_ct_lies_in_the_air_around_it(shared_data
     outside = outside_body(np.asarray(ct.dataobj), ct.affine, margin_mm=0.0)
     assert outside.mean() > 0.1  # the scan has air around the body
     assert not (outside & (labels > 0)).any()
+
+
+def test_remove_air_components_drops_the_parts_that_read_as_air_on_ct_only():
+    """A label with one part in the body's tissue and one in its enclosed gas: the gas
+    part goes, the tissue part stays; a label not named keeps its gas (a stomach's)."""
+    image = _body()
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    labels[25:30, 25:30, 5:10] = 1  # tissue: stays
+    labels[37:43, 37:43, 5:10] = 1  # the enclosed gas: goes
+    labels[36:44, 36:44, 12:16] = 2  # gas too, but label 2 is not named: stays
+    step = RefineStep("remove_air_components", (1, 3), {})
+    out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="CT")
+    want = labels.copy()
+    want[37:43, 37:43, 5:10] = 0
+    assert np.array_equal(out, want)
+    # A part half in tissue, half in gas, goes only if its median is air.
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    labels[30:41, 36:44, 5:10] = 1  # x 30..34 tissue, 35..40 gas: 6 of 11 rows air
+    out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="CT")
+    assert not out.any()
+    labels[39:41] = 0  # now x 30..34 tissue, 35..38 gas: 4 of 9 rows air
+    out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="CT")
+    assert np.array_equal(out, labels)
+    # HU mean nothing on an MR; the image must be there.
+    out = refine_labels(want, SPACING, [step], AFFINE, image=image, modality="MR")
+    assert np.array_equal(out, want)
+    with pytest.raises(ValueError, match="needs the image"):
+        refine_labels(labels, SPACING, [step], AFFINE, modality="CT")
+
+
+def test_no_organ_of_the_real_ct_reads_as_air(shared_data):
+    """Every component of the real CT's ten reference organs but the stomach has its
+    median in tissue: the step removes none of them."""
+    nib = pytest.importorskip("nibabel")
+    ct = nib.load(shared_data / "ct-abdomen" / "ct.nii.gz")
+    labels = np.asarray(nib.load(shared_data / "ct-abdomen" / "labels.nii.gz").dataobj)
+    image = np.asarray(ct.dataobj)
+    names = json.loads((shared_data / "ct-abdomen" / "labels.json").read_text())
+    solid = {"spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "aorta"}
+    solid |= {"inferior_vena_cava", "pancreas", "urinary_bladder"}
+    organs = tuple(int(v) for v, name in names.items() if name in solid)
+    assert len(organs) == 9
+    step = RefineStep("remove_air_components", organs, {})
+    spacing = tuple(float(s) for s in ct.header.get_zooms()[:3])
+    out = refine_labels(labels, spacing, [step], ct.affine, image=image, modality="CT")
+    assert np.array_equal(out, labels)

@@ -179,7 +179,7 @@ def test_chest_ct_of_another_patient_gets_no_bladder_or_kidney_in_the_chest(segm
     pred = seg(volume).labels.array
     ml = abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0
     found = {name: float((pred == value).sum() * ml) for value, name in _labels(seg)}
-    # Measured: bladder 0.7 mL, kidney_left 1.7 mL, spleen 0 mL (46.5, 76.1 and 15.7 mL
-    # without the step).
+    # Measured: bladder 0 mL, kidney_left 1.7 mL, spleen 0 mL (46.5, 76.1 and 15.7 mL
+    # without keep_below_lungs; the bladder 0.7 mL before remove_air_components).
     for organ in ("urinary_bladder", "kidney_left", "spleen"):
         assert found[organ] < PHANTOM_ML, f"{organ}: {found[organ]:.1f} mL in a chest CT"

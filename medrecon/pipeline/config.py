@@ -63,6 +63,8 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     # Voxels of ``labels`` (all when omitted) in the air around the body, farther than
     # the margin from it, go (CT only: pipeline/body.py).
     "keep_inside_body": {"margin_mm": True},
+    # Components of ``labels`` (all when omitted) whose median reads as air go (CT only).
+    "remove_air_components": {},
 }
 
 #: Refine steps that judge a component by where it lies in the patient
@@ -72,7 +74,7 @@ FLAG_PARAMS = frozenset({"keep_cut_pieces"})
 
 ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline", "keep_below_lungs")
 #: Anatomy steps that read the image (on the labels' grid), not only the labels.
-IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs", "keep_inside_body")
+IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs", "keep_inside_body", "remove_air_components")
 REFERENCE_STEPS = ANATOMY_STEPS[:2]
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.body import outside_body
+from medrecon.pipeline.body import AIR_HU, outside_body
 from medrecon.pipeline.components import components as _components
 from medrecon.pipeline.components import label_boxes as _label_boxes
 from medrecon.pipeline.config import ANATOMY_STEPS, IMAGE_STEPS, REFINE_STEPS, RefineStep
@@ -40,6 +40,7 @@ from medrecon.pipeline.refine_anatomy import (
     keep_below_lungs,
     keep_inside_body,
     keep_near_midline,
+    remove_air_components,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "keep_inside_body",
     "keep_near_midline",
     "keep_largest_component",
+    "remove_air_components",
     "remove_small_islands",
     "fill_holes",
     "smooth",
@@ -273,9 +275,9 @@ def refine_labels(
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
     into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
     voxel->RAS ``affine``; ``keep_near_midline``, ``keep_below_lungs`` and
-    ``keep_inside_body`` also the ``image`` on the labels' grid and its ``modality``,
-    for the body's midline, the lungs and the air around the body (the last two a CT's
-    only). A step
+    ``keep_inside_body`` and ``remove_air_components`` also the ``image`` on the labels'
+    grid and its ``modality``, for the body's midline, the lungs, the air around the
+    body and air (the last three a CT's only). A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -298,6 +300,8 @@ def refine_labels(
                 f"refine step {step.kind!r}: image {np.shape(image)} is not on the "
                 f"labels' grid {np.shape(labels)}"
             )
+    if image is not None and np.ndim(image) == 4 and np.shape(image)[3] == 1:
+        image = np.asarray(image)[..., 0]
     out = labels.copy()
     if not steps or not out.any():
         return out
@@ -308,13 +312,16 @@ def refine_labels(
     boxes = _label_boxes(out)
     centre = None  # the body's midline, found once if a step needs it
     for step, (op, gaps) in zip(steps, plans):
-        if step.kind == "keep_inside_body":
-            # Air is only known by its HU on a CT: elsewhere the step does nothing.
+        if step.kind in ("keep_inside_body", "remove_air_components"):
+            # Air is only known by its HU on a CT: elsewhere these steps do nothing.
             if (modality or "").upper() == "CT":
-                away = outside_body(image, affine, step.params["margin_mm"])
-                chosen = boxes.keys() if step.labels is None else step.labels
-                voxel_ml = float(np.prod(spacing_arr)) / 1000.0
-                keep_inside_body(out, away, sorted(chosen), voxel_ml, boxes)
+                chosen = sorted(boxes.keys() if step.labels is None else step.labels)
+                if step.kind == "remove_air_components":
+                    remove_air_components(out, image, chosen, boxes, AIR_HU)
+                else:
+                    away = outside_body(image, affine, step.params["margin_mm"])
+                    voxel_ml = float(np.prod(spacing_arr)) / 1000.0
+                    keep_inside_body(out, away, chosen, voxel_ml, boxes)
                 boxes = _label_boxes(out)
             continue
         if step.kind in ANATOMY_STEPS:

@@ -30,6 +30,7 @@ __all__ = [
     "keep_below_lungs",
     "keep_inside_body",
     "keep_near_midline",
+    "remove_air_components",
 ]
 
 log = logging.getLogger(__name__)
@@ -217,4 +218,35 @@ def keep_inside_body(
             log.info(
                 "refine: removed %.1f mL of label %d in the air around the body", n * voxel_ml, v
             )
+    return labels
+
+
+def remove_air_components(
+    labels: np.ndarray,
+    image: np.ndarray,
+    values: Sequence[int],
+    boxes: dict[int, tuple[slice, ...]],
+    air_hu: float,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose median in ``image`` (a CT in
+    HU, on the labels' grid) is at or below ``air_hu``: a solid organ or a vessel is
+    tissue, so a part that reads as air is the network's mistake. Modifies and returns
+    ``labels``."""
+    from scipy import ndimage
+
+    for v in values:
+        if v not in boxes:
+            continue
+        crop, _, comp, counts, _ = _components(labels, v, boxes[v])
+        if counts.size < 2:
+            continue
+        index = np.arange(1, counts.size)
+        medians = ndimage.median(np.asarray(image[boxes[v]]), comp, index)
+        for i, median in zip(index, np.atleast_1d(medians)):
+            if median <= air_hu:
+                crop[comp == i] = 0
+                log.info(
+                    "refine: removed a component of label %d (%d voxels) reading %.0f HU: air",
+                    v, int(counts[i]), median,
+                )  # fmt: skip
     return labels
