@@ -133,6 +133,75 @@ def test_tta_flips_keep_a_symmetric_answer(threshold_weights):
     np.testing.assert_array_equal(seg.labels.array, MASK.astype(np.uint8))
 
 
+class _SideNet(torch.nn.Module):
+    """Calls bright voxels label 1 in the low half of axis 0 and label 2 in the high
+    half, like a network that tells a left kidney from a right one by its side."""
+
+    def forward(self, x):
+        n = x.shape[2]
+        high = (torch.arange(n) >= n // 2).float().view(1, 1, n, 1, 1).expand_as(x)
+        fg = (x > 0.5).float()
+        return torch.cat([1 - fg, fg * (1 - high), fg * high], dim=1) * 10.0
+
+
+def test_a_left_right_tta_pass_swaps_left_and_right_labels_back():
+    """Two blobs mirrored across axis 0. A pass on the mirrored image calls each by the
+    side it then lies on; flipped back, that name is the other side's, so without the
+    swap the two passes cancel out, and with it TTA agrees with the plain pass."""
+    from medrecon.pipeline.infer import predict_probabilities
+
+    image = torch.zeros(1, 1, 20, 8, 8)
+    image[:, :, 2:6, 2:6, 2:6] = 1.0
+    image[:, :, 14:18, 2:6, 2:6] = 1.0
+    cpu = resolve_device("cpu")
+    plain = InferenceSpec(roi_size=(20, 8, 8))
+    want, _ = predict_probabilities(_SideNet(), image, plain, cpu)
+    assert want[1, 3, 3, 3] > 0.99 and want[2, 15, 3, 3] > 0.99
+    flipped = InferenceSpec(roi_size=(20, 8, 8), tta_flips=((0,),))
+    mixed, _ = predict_probabilities(_SideNet(), image, flipped, cpu)
+    assert abs(float(mixed[1, 3, 3, 3]) - 0.5) < 0.01  # the unswapped passes cancel
+    swap = InferenceSpec(
+        roi_size=(20, 8, 8), tta_flips=((0,), (1,)), left_right_axis=0, left_right_pairs=((1, 2),)
+    )
+    got, _ = predict_probabilities(_SideNet(), image, swap, cpu)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_medrecon_engine_swaps_its_left_right_labels_under_tta(tmp_path):
+    """End to end: a pipeline with kidney_left/kidney_right and a left-right TTA flip
+    gives the plain pass's answer (the engine passes its label pairs and the model
+    grid's left-right axis to the inference)."""
+    from medrecon.pipeline.config import left_right_axis
+
+    weights = tmp_path / "side.pt"
+    torch.save(_SideNet().state_dict(), weights)
+    image = np.zeros((20, 8, 8), dtype=np.float32)
+    image[2:6, 2:6, 2:6] = image[14:18, 2:6, 2:6] = 1.0
+    volume = Volume(image, _affine(np.eye(3), (2.0, 2.0, 2.0)))
+
+    def pipeline(flips):
+        return Pipeline(
+            name="side",
+            modality="CT",
+            labels=(Label(1, "kidney_left", (0, 0, 255)), Label(2, "kidney_right", (255, 0, 0))),
+            preprocess=PreprocessSpec(
+                intensity=IntensitySpec(mode="ct_window", window=(0.0, 1.0)),
+                crop_foreground=False,
+            ),
+            network=NetworkSpec("side", {}, factory=_SideNet),
+            weights=WeightsSpec(weights, None),
+            inference=InferenceSpec(roi_size=(20, 8, 8), tta_flips=flips),
+        )
+
+    want = segment(volume, pipeline(()), device="cpu").labels.array
+    assert set(np.unique(want[:10])) == {0, 1} and set(np.unique(want[10:])) == {0, 2}
+    got = segment(volume, pipeline(((0,),)), device="cpu").labels.array
+    np.testing.assert_array_equal(got, want)
+    assert left_right_axis("PIL") == 2
+    with pytest.raises(ValueError, match="no left-right axis"):
+        left_right_axis("SAP")
+
+
 def test_coarse_to_fine_runs_the_fine_pass_on_the_organ_box(threshold_weights):
     shape = (80, 70, 50)
     mask = ellipsoid(shape, (60, 15, 30), (8, 6, 5))

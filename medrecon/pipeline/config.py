@@ -25,6 +25,8 @@ __all__ = [
     "REFINE_STEPS",
     "ZSCORE",
     "CoarseSpec",
+    "left_right_axis",
+    "left_right_pairs",
     "InferenceSpec",
     "IntensitySpec",
     "NetworkSpec",
@@ -151,6 +153,11 @@ class InferenceSpec:
     sigma_scale: float = 0.125
     #: Test-time augmentation: each entry is a tuple of spatial axes (0, 1, 2) to flip.
     tta_flips: tuple[tuple[int, ...], ...] = ()
+    #: Not read from a file: set by medrecon's engine, whose training swaps left and
+    #: right labels on a left-right flip. A TTA pass flipped along ``left_right_axis``
+    #: swaps these channel pairs back (a left kidney seen mirrored is called "right").
+    left_right_axis: int | None = None
+    left_right_pairs: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -227,3 +234,21 @@ class Pipeline:
         import numpy as np
 
         return np.uint8 if self.max_label < 256 else np.uint16
+
+
+def left_right_pairs(pipeline: Pipeline) -> list[tuple[int, int]]:
+    """(value, value) of every ``X_left``/``X_right`` label pair in the pipeline."""
+    by_name = {lab.name: lab.value for lab in pipeline.labels}
+    return [
+        (value, by_name[name[: -len("_left")] + "_right"])
+        for name, value in by_name.items()
+        if name.endswith("_left") and name[: -len("_left")] + "_right" in by_name
+    ]
+
+
+def left_right_axis(orientation: str) -> int:
+    """The model grid's left-right axis for an orientation code such as ``RAS``."""
+    for axis, code in enumerate(orientation.upper()):
+        if code in "LR":
+            return axis
+    raise ValueError(f"orientation {orientation!r} has no left-right axis")

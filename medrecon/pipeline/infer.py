@@ -150,6 +150,15 @@ def _to_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def _swapped(channels: int, pairs) -> list[int]:
+    """Channel order with each (left, right) pair exchanged."""
+    order = list(range(channels))
+    for a, b in pairs:
+        if a < channels and b < channels:
+            order[a], order[b] = b, a
+    return order
+
+
 def count_windows(image_size, roi_size, overlap) -> int:
     """Windows MONAI's ``sliding_window_inference`` cuts from one image: per axis one
     when the image fits the window, else enough steps of ``int(roi * (1 - overlap))``
@@ -216,6 +225,8 @@ def _one_attempt(
             logits = _first_tensor(logits).float()
             if dims:
                 logits = torch.flip(logits, dims)
+            if spec.left_right_pairs and spec.left_right_axis in flip:
+                logits = logits[:, _swapped(logits.shape[1], spec.left_right_pairs)]
             probs = _to_probabilities(logits)
             total = probs if total is None else total.add_(probs)
             del logits

@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from medrecon.pipeline.config import NetworkSpec, Pipeline, WeightsSpec
+from medrecon.pipeline.config import (
+    NetworkSpec,
+    Pipeline,
+    WeightsSpec,
+    left_right_axis,
+    left_right_pairs,
+)
 from medrecon.pipeline.device import DeviceChoice, resolve_device
 from medrecon.pipeline.infer import predict_probabilities
 from medrecon.pipeline.model import load_model
@@ -91,11 +97,19 @@ class Segmenter:
             volume, self.pipeline.preprocess, spacing=spacing, device=self._prep_device
         )
         t1 = time.perf_counter()
+        from dataclasses import replace
+
         spec = self.pipeline.inference
         if not tta:
-            from dataclasses import replace
-
             spec = replace(spec, tta_flips=())
+        elif spec.tta_flips:
+            # medrecon's training swaps left and right labels on a left-right flip, so a
+            # mirrored TTA pass must swap them back.
+            spec = replace(
+                spec,
+                left_right_axis=left_right_axis(self.pipeline.preprocess.orientation),
+                left_right_pairs=tuple(left_right_pairs(self.pipeline)),
+            )
         probs, attempt = predict_probabilities(
             net, model_input.tensor, spec, self.choice, warnings, what
         )

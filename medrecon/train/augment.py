@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medrecon.errors import InputError
-from medrecon.pipeline.config import Pipeline
+from medrecon.pipeline.config import Pipeline, left_right_pairs
 
 __all__ = [
     "AugmentConfig",
@@ -133,16 +133,6 @@ class AugmentConfig:
             raise InputError(f"{where}: inplane_crop_min must be in (0, 1]")
         if not 0 < self.scan_end_max < 1:
             raise InputError(f"{where}: scan_end_max must be in (0, 1)")
-
-
-def left_right_pairs(pipeline: Pipeline) -> list[tuple[int, int]]:
-    """(value, value) of every ``X_left``/``X_right`` label pair in the pipeline."""
-    by_name = {lab.name: lab.value for lab in pipeline.labels}
-    return [
-        (value, by_name[name[: -len("_left")] + "_right"])
-        for name, value in by_name.items()
-        if name.endswith("_left") and name[: -len("_left")] + "_right" in by_name
-    ]
 
 
 def rand_flip_swap(axes, prob: float, pairs, left_right_axis: int = 0) -> Any:
