@@ -56,6 +56,15 @@ def test_outside_is_found_in_axial_slices_whatever_the_array_order(axes):
     assert np.array_equal(got, np.transpose(want, axes))
 
 
+def _acts_on_ct_only_and_needs_the_image(labels, step, image):
+    """HU mean nothing on an MR: the step leaves ``labels`` alone; without the image it
+    refuses to run."""
+    out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="MR")
+    assert np.array_equal(out, labels)
+    with pytest.raises(ValueError, match="needs the image"):
+        refine_labels(labels, SPACING, [step], AFFINE, modality="CT")
+
+
 def test_keep_inside_body_clears_labels_in_the_air_around_the_body_on_ct_only():
     image, labels = _body(), _labels()
     step = RefineStep("keep_inside_body", None, {"margin_mm": 10.0})
@@ -67,11 +76,7 @@ def test_keep_inside_body_clears_labels_in_the_air_around_the_body_on_ct_only():
     named = RefineStep("keep_inside_body", (2, 3), {"margin_mm": 10.0})
     out = refine_labels(labels, SPACING, [named], AFFINE, image=image, modality="CT")
     assert np.array_equal(out, labels)
-    # HU mean nothing on an MR.
-    out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="MR")
-    assert np.array_equal(out, labels)
-    with pytest.raises(ValueError, match="needs the image"):
-        refine_labels(labels, SPACING, [step], AFFINE, modality="CT")
+    _acts_on_ct_only_and_needs_the_image(labels, step, image)
     with pytest.raises(ValueError, match="affine"):
         refine_labels(labels, SPACING, [step], image=image, modality="CT")
 
@@ -109,11 +114,7 @@ def test_remove_air_components_drops_the_parts_that_read_as_air_on_ct_only():
     labels[39:41] = 0  # now x 30..34 tissue, 35..38 gas: 4 of 9 rows air
     out = refine_labels(labels, SPACING, [step], AFFINE, image=image, modality="CT")
     assert np.array_equal(out, labels)
-    # HU mean nothing on an MR; the image must be there.
-    out = refine_labels(want, SPACING, [step], AFFINE, image=image, modality="MR")
-    assert np.array_equal(out, want)
-    with pytest.raises(ValueError, match="needs the image"):
-        refine_labels(labels, SPACING, [step], AFFINE, modality="CT")
+    _acts_on_ct_only_and_needs_the_image(want, step, image)
 
 
 def test_no_organ_of_the_real_ct_reads_as_air(shared_data):

@@ -274,10 +274,10 @@ def refine_labels(
     non-zero label present; absent labels are skipped). ``spacing`` is the voxel size in mm
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
     into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
-    voxel->RAS ``affine``; ``keep_near_midline``, ``keep_below_lungs`` and
-    ``keep_inside_body`` and ``remove_air_components`` also the ``image`` on the labels'
-    grid and its ``modality``, for the body's midline, the lungs, the air around the
-    body and air (the last three a CT's only). A step
+    voxel->RAS ``affine``; the image steps (``IMAGE_STEPS``: ``keep_near_midline``,
+    ``keep_below_lungs``, ``keep_inside_body``, ``remove_air_components``) also the
+    ``image`` on the labels' grid and its ``modality``, for the body's midline, the
+    lungs and air (the last three act on a CT only). A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -311,10 +311,11 @@ def refine_labels(
     # tightened after each step, so later steps only look at what is left.
     boxes = _label_boxes(out)
     centre = None  # the body's midline, found once if a step needs it
+    # HU only mean something on a CT: elsewhere the lung and air steps do nothing.
+    is_ct = (modality or "").upper() == "CT"
     for step, (op, gaps) in zip(steps, plans):
         if step.kind in ("keep_inside_body", "remove_air_components"):
-            # Air is only known by its HU on a CT: elsewhere these steps do nothing.
-            if (modality or "").upper() == "CT":
+            if is_ct:
                 chosen = sorted(boxes.keys() if step.labels is None else step.labels)
                 if step.kind == "remove_air_components":
                     remove_air_components(out, image, chosen, boxes, AIR_HU)
@@ -332,9 +333,8 @@ def refine_labels(
                 offset = float(step.params["max_offset_mm"])
                 keep_near_midline(out, affine_arr, step.labels or (), centre[0], offset, boxes)
             elif step.kind == "keep_below_lungs":
-                # HU only mean something on a CT: elsewhere the step does nothing.
                 base = None
-                if (modality or "").upper() == "CT":
+                if is_ct:
                     base = lung_base_height(image, affine_arr, step.params["min_lung_mm3"])
                 keep_below_lungs(out, affine_arr, step.labels or (), base, boxes)
             else:

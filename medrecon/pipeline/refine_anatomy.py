@@ -51,16 +51,22 @@ def _components(labels: np.ndarray, value: int, box: tuple[slice, ...]):
     return crop, mask, comp, counts, np.array([b.start for b in box], dtype=float)
 
 
+def _each_components(labels: np.ndarray, values: Sequence[int], boxes):
+    """For each label in ``values`` that is present: (value, crop view, mask, component
+    map, voxel counts, box offset), as :func:`_components` gives them."""
+    for v in values:
+        if v not in boxes:
+            continue
+        parts = _components(labels, v, boxes[v])
+        if parts[3].size >= 2:  # at least one component besides the background
+            yield (v, *parts)
+
+
 def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> list[tuple]:
     """(lowest, highest) RAS S of each reference's largest component, where it is big
     enough."""
     found = []
-    for ref in reference:
-        if ref not in boxes:
-            continue
-        _, _, comp, counts, offset = _components(labels, ref, boxes[ref])
-        if counts.size < 2:
-            continue
+    for ref, _, _, comp, counts, offset in _each_components(labels, reference, boxes):
         k = int(np.argmax(counts[1:])) + 1
         if counts[k] < max(1, min_voxels):
             log.debug("refine: reference label %d too small (%d voxels)", ref, counts[k])
@@ -73,12 +79,7 @@ def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> lis
 def _remove_where(labels, affine, values, boxes, row: int, bad, why: str) -> np.ndarray:
     """Remove each component of ``values`` whose centre's RAS coordinate ``row`` makes
     ``bad(coordinate)`` true; log each removal with ``why(coordinate)``."""
-    for v in values:
-        if v not in boxes:
-            continue
-        crop, mask, comp, counts, offset = _components(labels, v, boxes[v])
-        if counts.size < 2:
-            continue
+    for v, crop, mask, comp, counts, offset in _each_components(labels, values, boxes):
         # Centres from per-component coordinate sums: much faster than
         # ndimage.center_of_mass on a large box.
         ijk, which = np.nonzero(mask), comp[mask]
@@ -234,12 +235,7 @@ def remove_air_components(
     ``labels``."""
     from scipy import ndimage
 
-    for v in values:
-        if v not in boxes:
-            continue
-        crop, _, comp, counts, _ = _components(labels, v, boxes[v])
-        if counts.size < 2:
-            continue
+    for v, crop, _, comp, counts, _ in _each_components(labels, values, boxes):
         index = np.arange(1, counts.size)
         medians = ndimage.median(np.asarray(image[boxes[v]]), comp, index)
         for i, median in zip(index, np.atleast_1d(medians)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,6 @@ class Segmenter:
             volume, self.pipeline.preprocess, spacing=spacing, device=self._prep_device
         )
         t1 = time.perf_counter()
-        from dataclasses import replace
-
         spec = self.pipeline.inference
         if not tta:
             spec = replace(spec, tta_flips=())
