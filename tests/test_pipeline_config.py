@@ -115,6 +115,14 @@ def _broken(change):
             "keep_below_lungs needs the labels",
         ),
         (
+            lambda d: d["refine"].append({"step": "keep_below_skull", "labels": [1]}),
+            "min_head_mm'",
+        ),
+        (
+            lambda d: d["refine"].append({"step": "keep_below_skull", "min_head_mm": 20}),
+            "keep_below_skull needs the labels",
+        ),
+        (
             lambda d: d["refine"].append({"step": "keep_inside_body"}),
             "margin_mm'",
         ),

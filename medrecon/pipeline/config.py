@@ -62,6 +62,9 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
     # Components of ``labels`` centred above the lung bases go (CT only: the lungs are
     # the largest air region inside the body, from this volume up; pipeline/lungs.py).
     "keep_below_lungs": {"min_lung_mm3": True},
+    # Components of ``labels`` centred above the head's lowest slice go (CT only: a
+    # skull ring around brain, over at least this many mm; pipeline/skull.py).
+    "keep_below_skull": {"min_head_mm": True},
     # Voxels of ``labels`` (all when omitted) in the air around the body, farther than
     # the margin from it, go (CT only: pipeline/body.py).
     "keep_inside_body": {"margin_mm": True},
@@ -74,9 +77,21 @@ REFINE_STEPS: dict[str, dict[str, bool]] = {
 #: Refine parameters that are yes/no in a pipeline file (stored as 1.0 / 0.0).
 FLAG_PARAMS = frozenset({"keep_cut_pieces"})
 
-ANATOMY_STEPS = ("keep_below", "keep_above", "keep_near_midline", "keep_below_lungs")
+ANATOMY_STEPS = (
+    "keep_below",
+    "keep_above",
+    "keep_near_midline",
+    "keep_below_lungs",
+    "keep_below_skull",
+)
 #: Anatomy steps that read the image (on the labels' grid), not only the labels.
-IMAGE_STEPS = ("keep_near_midline", "keep_below_lungs", "keep_inside_body", "remove_air_components")
+IMAGE_STEPS = (
+    "keep_near_midline",
+    "keep_below_lungs",
+    "keep_below_skull",
+    "keep_inside_body",
+    "remove_air_components",
+)
 REFERENCE_STEPS = ANATOMY_STEPS[:2]
 
 #: Output files ``medrecon run`` can write (the pipeline lists its defaults).

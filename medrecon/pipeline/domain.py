@@ -9,6 +9,11 @@ before any model is loaded.
   checked against the pipeline's ``body_parts``. Free text that is not a defined
   term ("ABD_PEL", a local protocol name) is not judged: refusing it would turn
   away good studies.
+* **The image, for a head**: a CT whose header names no defined body part (a NIfTI,
+  free text) and whose axial slices are mostly a skull ring around brain-density
+  tissue (:func:`~medrecon.pipeline.skull.head_extent`) gets a warning when the
+  pipeline does not list HEAD or BRAIN. Only a warning: an image is judged less surely
+  than a header, and the refine step ``keep_below_skull`` removes organs in the head.
 
 A mismatch raises :class:`~medrecon.errors.OutOfDomainError` naming the study,
 what it is, what the pipeline wants and the way out (another pipeline, or
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 from medrecon.errors import OutOfDomainError
 from medrecon.pipeline.auto import UNTAGGED, guess_modality
+from medrecon.pipeline.skull import head_extent
 from medrecon.volume import Volume
 
 __all__ = ["DEFINED_BODY_PARTS", "DomainCheck", "body_part_of", "check_domain", "normalise"]
@@ -79,6 +85,26 @@ def _modality(volume: Volume) -> tuple[str, str]:
     return guess.modality, f"modality inferred from its intensities: {guess.reason}"
 
 
+#: Body parts whose pipelines expect a head: the image check does not warn for them.
+_HEAD_PARTS = frozenset({"HEAD", "BRAIN", "SKULL", "HEADNECK"})
+#: Share of the body's axial extent in head slices above which a CT counts as a head scan
+#: (a whole-body CT holds a head too, over a small share).
+_HEAD_SHARE = 0.5
+
+
+def _looks_like_head(volume: Volume) -> str | None:
+    """Why ``volume`` (a CT) looks like a head scan, or None."""
+    if volume.array.ndim != 3:
+        return None
+    found = head_extent(volume.array, volume.affine, min_head_mm=20.0)
+    if found is None or found.head_mm < _HEAD_SHARE * found.body_mm:
+        return None
+    return (
+        f"{found.head_mm:.0f} of its {found.body_mm:.0f} mm are axial slices with a skull "
+        "ring around brain-density tissue"
+    )
+
+
 def check_domain(
     volume: Volume, pipeline, *, where: str, force: bool = False, body_part: str | None = None
 ) -> DomainCheck:
@@ -119,6 +145,14 @@ def check_domain(
             warnings.append(f"{message}; segmented anyway (--force): expect wrong labels")
         elif key not in DEFINED_BODY_PARTS:
             logger.info("%s: body part %r is not a DICOM defined term; not checked", where, part)
+    judged = bool(part) and normalise(part) in DEFINED_BODY_PARTS
+    if modality == "CT" and allowed and not judged and not allowed & _HEAD_PARTS:
+        head = _looks_like_head(volume)
+        if head:
+            warnings.append(
+                f"{where}: the image looks like a head ({head}) but pipeline "
+                f"{pipeline.name} is made for {_shown(listed)}: expect no or wrong labels"
+            )
     for w in warnings:  # returned for run.json and the CLI's summary; logged once here
         logger.info("%s", w)
     return DomainCheck(modality, source, part, tuple(warnings))

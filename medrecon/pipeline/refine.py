@@ -38,15 +38,18 @@ from medrecon.pipeline.refine_anatomy import (
     keep_above,
     keep_below,
     keep_below_lungs,
+    keep_below_skull,
     keep_inside_body,
     keep_near_midline,
     remove_air_components,
 )
+from medrecon.pipeline.skull import skull_base_height
 
 __all__ = [
     "keep_above",
     "keep_below",
     "keep_below_lungs",
+    "keep_below_skull",
     "keep_inside_body",
     "keep_near_midline",
     "keep_largest_component",
@@ -275,9 +278,10 @@ def refine_labels(
     per axis; it turns ``min_volume_mm3`` into a voxel count (rounded up) and ``radius_mm``
     into per-axis voxel radii. The anatomy steps (:mod:`refine_anatomy`) need the
     voxel->RAS ``affine``; the image steps (``IMAGE_STEPS``: ``keep_near_midline``,
-    ``keep_below_lungs``, ``keep_inside_body``, ``remove_air_components``) also the
-    ``image`` on the labels' grid and its ``modality``, for the body's midline, the
-    lungs and air (the last three act on a CT only). A step
+    ``keep_below_lungs``, ``keep_below_skull``, ``keep_inside_body``,
+    ``remove_air_components``) also the ``image`` on the labels' grid and its
+    ``modality``, for the body's midline, the lungs, the skull and air (all but the
+    first act on a CT only). A step
     only removes a label's voxels or adds voxels that are 0: labels never overwrite one
     another. Returns a new array of the same dtype;
     ``labels`` is not modified.
@@ -337,6 +341,11 @@ def refine_labels(
                 if is_ct:
                     base = lung_base_height(image, affine_arr, step.params["min_lung_mm3"])
                 keep_below_lungs(out, affine_arr, step.labels or (), base, boxes)
+            elif step.kind == "keep_below_skull":
+                skull = None
+                if is_ct:
+                    skull = skull_base_height(image, affine_arr, step.params["min_head_mm"])
+                keep_below_skull(out, affine_arr, step.labels or (), skull, boxes)
             else:
                 min_ref = _min_voxels(step.params.get("min_reference_mm3", 0.0), spacing_arr)
                 rule = keep_below if step.kind == "keep_below" else keep_above

@@ -28,6 +28,7 @@ __all__ = [
     "keep_above",
     "keep_below",
     "keep_below_lungs",
+    "keep_below_skull",
     "keep_inside_body",
     "keep_near_midline",
     "remove_air_components",
@@ -195,6 +196,27 @@ def keep_below_lungs(
         labels, affine, values, boxes, _SUPERIOR,
         lambda s: s > base_mm,
         lambda s: f"centred {s - base_mm:.0f} mm above the lung bases",
+    )  # fmt: skip
+
+
+def keep_below_skull(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    values: Sequence[int],
+    skull_mm: float | None,
+    boxes: dict[int, tuple[slice, ...]] | None = None,
+) -> np.ndarray:
+    """Remove each component of a label in ``values`` whose centre lies above
+    ``skull_mm`` (RAS S of the head's lowest slice,
+    :func:`medrecon.pipeline.skull.skull_base_height`): no organ of the trunk lies in
+    the head. ``skull_mm`` None imposes nothing. Modifies and returns ``labels``."""
+    if skull_mm is None:
+        return labels
+    boxes = label_boxes(labels) if boxes is None else boxes
+    return _remove_where(
+        labels, affine, values, boxes, _SUPERIOR,
+        lambda s: s > skull_mm,
+        lambda s: f"centred {s - skull_mm:.0f} mm above the head's lowest slice",
     )  # fmt: skip
 
 
