@@ -288,6 +288,13 @@ def mr_case(data: Path, mr_pipeline: str, device: str) -> tuple[dict | None, str
     )
 
 
+def _predicted_ml(run: Runner, volume, name: str) -> dict:
+    pred, dt = run(volume)
+    ml = voxel_ml(volume.affine)
+    found = {label: round(float((pred == value).sum() * ml), 1) for value, label in run.labels}
+    return {"name": name, "ml": found, "seconds": dt}
+
+
 def chest_case(run: Runner) -> dict | None:
     """Predicted mL per organ on another patient's chest CT without labels (slicerio's
     ``CTChest4.nrrd``, 3x3x10 mm): no Dice, but a urinary bladder there is a phantom."""
@@ -300,11 +307,25 @@ def chest_case(run: Runner) -> dict | None:
         return None
     import medrecon
 
-    volume = medrecon.load(path)
-    pred, dt = run(volume)
-    ml = voxel_ml(volume.affine)
-    found = {name: round(float((pred == value).sum() * ml), 1) for value, name in run.labels}
-    return {"name": "chest CT, another patient (unlabelled)", "ml": found, "seconds": dt}
+    return _predicted_ml(run, medrecon.load(path), "chest CT, another patient (unlabelled)")
+
+
+def head_case(run: Runner, data: Path) -> dict | None:
+    """Predicted mL per organ on the GE head CT of the DICOM set, as a NIfTI would give
+    it (no modality, no body part, so nothing refuses it): every organ there is a
+    phantom. The Segmenter runs without medrecon's domain check, as in every row."""
+    folder = data / "dicom" / "ct-ge-tilt-uneven"
+    if not folder.is_dir():
+        return None
+    from dataclasses import replace
+
+    from medrecon.io import load_all
+    from medrecon.volume import Volume
+
+    volume = load_all(folder)[0]
+    extra = {k: v for k, v in volume.meta.extra.items() if k != "body_part"}
+    untagged = Volume(volume.array, volume.affine, replace(volume.meta, extra=extra, modality=""))
+    return _predicted_ml(run, untagged, "head CT, untagged (unlabelled)")
 
 
 # -- summary and goals -----------------------------------------------------------------
@@ -585,6 +606,10 @@ def main(argv=None) -> int:
     if chest:
         print(f"\n{chest['name']}: predicted mL (no reference; a bladder here is a phantom)")
         print("  " + ", ".join(f"{SHORT.get(k, k)} {v:g}" for k, v in chest["ml"].items()))
+    head = head_case(run, args.data)
+    if head:
+        print(f"\n{head['name']}: predicted mL (no reference; every organ here is a phantom)")
+        print("  " + ", ".join(f"{SHORT.get(k, k)} {v:g}" for k, v in head["ml"].items()))
     calls = run.calls + (mr_run.calls if mr_run else 0)
     seg_s = run.seconds + (mr_run.seconds if mr_run else 0.0)
     print(
@@ -605,6 +630,7 @@ def main(argv=None) -> int:
             "cases": cases,
             "mr_skipped": mr_skip,
             "chest": chest,
+            "head": head,
             "slab_summary": summary,
             "goals": verdict,
             "wall_s": wall,
