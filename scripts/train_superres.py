@@ -64,6 +64,11 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("-o", "--output", type=Path, default=Path("pipelines/superres-2d.pt"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", type=int, default=ARCH["channels"])
+    ap.add_argument("--layers", type=int, default=ARCH["layers"])
+    ap.add_argument(
+        "--dilations", type=int, nargs="+", help="one per layer (default 1s; docs/reconstruct.md)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -72,7 +77,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     vols = sources(args.shared.resolve())
     log.info("training volumes: %s", ", ".join(f"{n} {v.shape}" for n, v in vols))
-    net = build_network(**ARCH)
+    arch = {"channels": args.channels, "layers": args.layers}
+    if args.dilations:
+        arch["dilations"] = list(args.dilations)
+    net = build_network(**arch)
     t0 = time.perf_counter()
     steps_per_round = max(1, args.steps // args.rounds)
     losses = []
@@ -99,7 +107,7 @@ def main() -> None:
         "profiles": "box/gaussian, 2-6x in-plane spacing, spacing 1-1.5x thickness",
         "final_mse": losses[-1],
     }
-    save_network(net, args.output, ARCH, trained)
+    save_network(net, args.output, arch, trained)
     log.info("wrote %s: %s", args.output, trained)
 
 

@@ -34,6 +34,31 @@ def test_untrained_network_is_the_identity_and_flops_are_counted():
     assert flops_per_pixel(net) == 2 * 9 * (16 + 16 * 16 * 2 + 16)
 
 
+def test_dilations_widen_the_receptive_field_at_the_same_cost():
+    """An impulse reaches 1 + 2 * sum(dilations) pixels: 9 for four plain layers, 17
+    with dilations 1, 2, 4, 1; the FLOPs stay those of the plain network."""
+
+    def reach(net) -> int:
+        for m in net.modules():  # positive weights, no bias: only the impulse's paths show
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.constant_(m.weight, 0.1)
+                torch.nn.init.zeros_(m.bias)
+        x = torch.zeros(1, 1, 41, 41)
+        x[0, 0, 20, 20] = 1.0
+        with torch.no_grad():
+            row = (net(x) - x)[0, 0, 20].abs() > 0
+        return int(row.sum())
+
+    assert reach(build_network(16, 4)) == 9
+    wide = build_network(16, 4, dilations=[1, 2, 4, 1])
+    assert reach(wide) == 17
+    assert flops_per_pixel(wide) == flops_per_pixel(build_network(16, 4))
+    with pytest.raises(ValueError, match="one integer >= 1 per layer"):
+        build_network(16, 4, dilations=[1, 2])
+    with pytest.raises(ValueError, match="one integer >= 1 per layer"):
+        build_network(16, 4, dilations=[1, 0, 1, 1])
+
+
 def test_fine_tuned_network_beats_bspline_on_a_shape_from_its_thick_slices():
     torch.manual_seed(0)
     torch.set_num_threads(2)
