@@ -14,19 +14,29 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["AIR_HU", "air_outside_body", "axial_order", "outside_body", "sample_axial"]
+__all__ = [
+    "AIR_HU",
+    "IN_PLANE",
+    "SUPERIOR",
+    "air_outside_body",
+    "axial_order",
+    "outside_body",
+    "sample_axial",
+]
 
 AIR_HU = -500.0  # the body is above it (medrecon.foreground), air below
 _SAMPLE_MM = 2.0
-_SUPERIOR = 2  # row of the voxel->RAS affine
-_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)  # 4-connectivity within an axial slice
-_IN_PLANE[1, 1, :] = _IN_PLANE[1, :, 1] = _IN_PLANE[:, 1, 1] = True
-_IN_PLANE[1, 1, 0] = _IN_PLANE[1, 1, 2] = False
+#: Row of the voxel->RAS affine that gives a voxel's height (RAS S).
+SUPERIOR = 2
+#: 4-connectivity within an axial slice only (the last axis runs along the body).
+IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
+IN_PLANE[1, 1, :] = IN_PLANE[1, :, 1] = IN_PLANE[:, 1, 1] = True
+IN_PLANE[1, 1, 0] = IN_PLANE[1, 1, 2] = False
 
 
 def axial_order(affine: np.ndarray) -> list[int]:
     """Array axes with the one that runs along the body (closest to RAS S) last."""
-    axis = int(np.argmax(np.abs(np.asarray(affine, dtype=float)[_SUPERIOR, :3])))
+    axis = int(np.argmax(np.abs(np.asarray(affine, dtype=float)[SUPERIOR, :3])))
     return [a for a in range(3) if a != axis] + [axis]
 
 
@@ -44,7 +54,7 @@ def sample_axial(image: np.ndarray, affine: np.ndarray, sample_mm: float):
 def air_outside_body(air: np.ndarray) -> np.ndarray:
     """Of an ``air`` mask whose last axis runs along the body, the voxels in air regions
     (4-connected within each axial slice) that reach the slice's edge."""
-    flat, _ = ndimage.label(air, structure=_IN_PLANE)
+    flat, _ = ndimage.label(air, structure=IN_PLANE)
     edge = np.unique(
         np.concatenate([flat[0].ravel(), flat[-1].ravel(), flat[:, 0].ravel(), flat[:, -1].ravel()])
     )

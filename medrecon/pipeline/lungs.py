@@ -19,7 +19,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.body import AIR_HU, air_outside_body, sample_axial
+from medrecon.pipeline.body import AIR_HU, SUPERIOR, air_outside_body, sample_axial
 
 __all__ = ["LUNG_MEDIAN_HU", "lung_base_height"]
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 #: parenchyma (emphysema included) lies within, gas in bowel below.
 LUNG_MEDIAN_HU = (-950.0, -600.0)
 _SAMPLE_MM = 4.0  # sampling: a landmark for organs several cm away needs no finer
-_SUPERIOR = 2  # row of the voxel->RAS affine
 
 
 def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float) -> float | None:
@@ -69,7 +68,7 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
         log.debug("refine: %.0f mL of air inside the body reads %.0f HU: not lung", ml, median)
         return None
     area = lung.sum(axis=(0, 1))
-    if affine[_SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
+    if affine[SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
         area = area[::-1]
     wide = np.flatnonzero(area >= 0.5 * area.max())
     # Half the widest is only known when the widest is in view: the lungs must narrow
@@ -79,8 +78,8 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
         log.debug("refine: the lungs are widest at the scan's top: no lung-base landmark")
         return None
     base = int(wide.min())
-    if affine[_SUPERIOR, axis] < 0:
+    if affine[SUPERIOR, axis] < 0:
         base = area.size - 1 - base
     centre = (np.asarray(image.shape, dtype=float) - 1.0) / 2.0
     centre[axis] = base * step[2]
-    return float(affine[_SUPERIOR, :3] @ centre + affine[_SUPERIOR, 3])
+    return float(affine[SUPERIOR, :3] @ centre + affine[SUPERIOR, 3])

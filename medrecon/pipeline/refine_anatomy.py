@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medrecon.foreground import foreground
+from medrecon.pipeline.body import SUPERIOR
 from medrecon.pipeline.components import components, label_boxes
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SUPERIOR, _LEFT_RIGHT = 2, 0  # rows of the voxel->RAS affine
+_LEFT_RIGHT = 0  # row of the voxel->RAS affine (RAS S: body.SUPERIOR)
 
 
 def _mm(affine: np.ndarray, ijk: np.ndarray, row: int) -> np.ndarray:
@@ -72,7 +73,7 @@ def _reference_heights(labels, affine, reference, boxes, min_voxels: int) -> lis
         if counts[k] < max(1, min_voxels):
             log.debug("refine: reference label %d too small (%d voxels)", ref, counts[k])
             continue
-        heights = _mm(affine, np.argwhere(comp == k) + offset, _SUPERIOR)
+        heights = _mm(affine, np.argwhere(comp == k) + offset, SUPERIOR)
         found.append((float(heights.min()), float(heights.max())))
     return found
 
@@ -111,7 +112,7 @@ def _keep_side(labels, affine, values, reference, boxes, min_voxels: int, below:
         limit = max(high for _, high in found)
         bad, where = (lambda s: s < limit), "below the highest"
     return _remove_where(
-        labels, affine, values, boxes, _SUPERIOR, bad,
+        labels, affine, values, boxes, SUPERIOR, bad,
         lambda s: f"centred {abs(s - limit):.0f} mm {where} point of {list(reference)}",
     )  # fmt: skip
 
@@ -193,7 +194,7 @@ def keep_below_lungs(
         return labels
     boxes = label_boxes(labels) if boxes is None else boxes
     return _remove_where(
-        labels, affine, values, boxes, _SUPERIOR,
+        labels, affine, values, boxes, SUPERIOR,
         lambda s: s > base_mm,
         lambda s: f"centred {s - base_mm:.0f} mm above the lung bases",
     )  # fmt: skip
@@ -214,7 +215,7 @@ def keep_below_skull(
         return labels
     boxes = label_boxes(labels) if boxes is None else boxes
     return _remove_where(
-        labels, affine, values, boxes, _SUPERIOR,
+        labels, affine, values, boxes, SUPERIOR,
         lambda s: s > skull_mm,
         lambda s: f"centred {s - skull_mm:.0f} mm above the head's lowest slice",
     )  # fmt: skip

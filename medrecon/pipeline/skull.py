@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.body import AIR_HU, air_outside_body, sample_axial
+from medrecon.pipeline.body import AIR_HU, IN_PLANE, SUPERIOR, air_outside_body, sample_axial
 
 __all__ = ["BONE_HU", "HeadExtent", "head_extent", "skull_base_height"]
 
@@ -38,11 +38,6 @@ MIN_ENCLOSED = 0.4
 MAX_FAT = 0.05
 _SAMPLE_MM = 2.0  # in-plane and along the body: the skull is 4-10 mm thick
 _MIN_BODY_CM2 = 10.0  # a crown of the head smaller than this is no slice to judge
-_SUPERIOR = 2  # row of the voxel->RAS affine
-# Background 4-connected within an axial slice only: a hole is filled per slice.
-_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
-_IN_PLANE[1, 1, 1] = _IN_PLANE[0, 1, 1] = _IN_PLANE[2, 1, 1] = True
-_IN_PLANE[1, 0, 1] = _IN_PLANE[1, 2, 1] = True
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,7 @@ def _head_rows(image: np.ndarray, affine: np.ndarray):
     sample, order, spacing, step = sample_axial(image, affine, _SAMPLE_MM)
     body = ~air_outside_body(sample <= AIR_HU)
     bone = sample >= BONE_HU
-    enclosed = ndimage.binary_fill_holes(bone, structure=_IN_PLANE) & ~bone & body
+    enclosed = ndimage.binary_fill_holes(bone, structure=IN_PLANE)  # per axial slice & ~bone & body
     cell_cm2 = float(spacing[0] * step[0] * spacing[1] * step[1]) / 100.0
     body_n = body.sum(axis=(0, 1))
     enclosed_n = enclosed.sum(axis=(0, 1))
@@ -85,8 +80,8 @@ def _head_rows(image: np.ndarray, affine: np.ndarray):
     heights = np.empty(head.size)
     for k in range(head.size):
         centre[axis] = k * step[2]
-        heights[k] = affine[_SUPERIOR, :3] @ centre + affine[_SUPERIOR, 3]
-    if affine[_SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
+        heights[k] = affine[SUPERIOR, :3] @ centre + affine[SUPERIOR, 3]
+    if affine[SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
         head, has_body, heights = head[::-1], has_body[::-1], heights[::-1]
     return head, has_body, float(spacing[2] * step[2]), heights
 
