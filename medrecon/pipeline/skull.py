@@ -63,7 +63,8 @@ def _head_rows(image: np.ndarray, affine: np.ndarray):
     sample, order, spacing, step = sample_axial(image, affine, _SAMPLE_MM)
     body = ~air_outside_body(sample <= AIR_HU)
     bone = sample >= BONE_HU
-    enclosed = ndimage.binary_fill_holes(bone, structure=IN_PLANE)  # per axial slice & ~bone & body
+    # Holes of the bone mask, filled per axial slice (IN_PLANE links no slices).
+    enclosed = ndimage.binary_fill_holes(bone, structure=IN_PLANE) & ~bone & body
     cell_cm2 = float(spacing[0] * step[0] * spacing[1] * step[1]) / 100.0
     body_n = body.sum(axis=(0, 1))
     enclosed_n = enclosed.sum(axis=(0, 1))
