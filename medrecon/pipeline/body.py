@@ -19,9 +19,11 @@ __all__ = [
     "IN_PLANE",
     "SUPERIOR",
     "air_outside_body",
+    "as_3d",
     "axial_order",
     "outside_body",
     "sample_axial",
+    "sampled_heights",
 ]
 
 AIR_HU = -500.0  # the body is above it (medrecon.foreground), air below
@@ -38,6 +40,26 @@ def axial_order(affine: np.ndarray) -> list[int]:
     """Array axes with the one that runs along the body (closest to RAS S) last."""
     axis = int(np.argmax(np.abs(np.asarray(affine, dtype=float)[SUPERIOR, :3])))
     return [a for a in range(3) if a != axis] + [axis]
+
+
+def as_3d(image: np.ndarray, affine: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` as a 3D array (a trailing channel of one dropped) and ``affine`` as
+    floats; ValueError naming ``who`` for any other shape."""
+    image = np.asarray(image)
+    if image.ndim == 4 and image.shape[3] == 1:
+        image = image[..., 0]
+    if image.ndim != 3:
+        raise ValueError(f"{who} needs a 3D image, got shape {image.shape}")
+    return image, np.asarray(affine, dtype=float)
+
+
+def sampled_heights(shape, affine: np.ndarray, axis: int, step: int, n: int) -> np.ndarray:
+    """RAS S (mm) of the centre of each of ``n`` planes sampled every ``step`` voxels
+    along array ``axis`` (from index 0) of an image of ``shape``."""
+    centre = (np.asarray(shape, dtype=float) - 1.0) / 2.0
+    centre[axis] = 0.0
+    first = float(affine[SUPERIOR, :3] @ centre + affine[SUPERIOR, 3])
+    return first + float(affine[SUPERIOR, axis]) * step * np.arange(n)
 
 
 def sample_axial(image: np.ndarray, affine: np.ndarray, sample_mm: float):

@@ -19,7 +19,14 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.body import AIR_HU, SUPERIOR, air_outside_body, sample_axial
+from medrecon.pipeline.body import (
+    AIR_HU,
+    SUPERIOR,
+    air_outside_body,
+    as_3d,
+    sample_axial,
+    sampled_heights,
+)
 
 __all__ = ["LUNG_MEDIAN_HU", "lung_base_height"]
 
@@ -41,12 +48,7 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
     may lie above the scan): an abdominal scan that holds only the lung bases, or none,
     gets no landmark.
     """
-    image = np.asarray(image)
-    if image.ndim == 4 and image.shape[3] == 1:
-        image = image[..., 0]
-    affine = np.asarray(affine, dtype=float)
-    if image.ndim != 3:
-        raise ValueError(f"lung_base_height needs a 3D image, got shape {image.shape}")
+    image, affine = as_3d(image, affine, "lung_base_height")
     sample, order, _, step = sample_axial(image, affine, _SAMPLE_MM)
     axis = order[2]  # the array axis that runs along the body
     air = sample <= AIR_HU
@@ -80,6 +82,4 @@ def lung_base_height(image: np.ndarray, affine: np.ndarray, min_lung_mm3: float)
     base = int(wide.min())
     if affine[SUPERIOR, axis] < 0:
         base = area.size - 1 - base
-    centre = (np.asarray(image.shape, dtype=float) - 1.0) / 2.0
-    centre[axis] = base * step[2]
-    return float(affine[SUPERIOR, :3] @ centre + affine[SUPERIOR, 3])
+    return float(sampled_heights(image.shape, affine, axis, step[2], area.size)[base])

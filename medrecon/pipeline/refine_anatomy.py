@@ -179,6 +179,19 @@ def keep_near_midline(
     )  # fmt: skip
 
 
+def _keep_centred_below(labels, affine, values, limit_mm, boxes, landmark: str):
+    """Remove each component of ``values`` centred above RAS S ``limit_mm`` (an image
+    landmark, named ``landmark`` in the log); None imposes nothing."""
+    if limit_mm is None:
+        return labels
+    boxes = label_boxes(labels) if boxes is None else boxes
+    return _remove_where(
+        labels, affine, values, boxes, SUPERIOR,
+        lambda s: s > limit_mm,
+        lambda s: f"centred {s - limit_mm:.0f} mm above {landmark}",
+    )  # fmt: skip
+
+
 def keep_below_lungs(
     labels: np.ndarray,
     affine: np.ndarray,
@@ -190,14 +203,7 @@ def keep_below_lungs(
     ``base_mm`` (RAS S of the lung bases, :func:`medrecon.pipeline.lungs.lung_base_height`):
     an abdominal organ is centred below the diaphragm. ``base_mm`` None imposes nothing.
     Modifies and returns ``labels``."""
-    if base_mm is None:
-        return labels
-    boxes = label_boxes(labels) if boxes is None else boxes
-    return _remove_where(
-        labels, affine, values, boxes, SUPERIOR,
-        lambda s: s > base_mm,
-        lambda s: f"centred {s - base_mm:.0f} mm above the lung bases",
-    )  # fmt: skip
+    return _keep_centred_below(labels, affine, values, base_mm, boxes, "the lung bases")
 
 
 def keep_below_skull(
@@ -211,14 +217,7 @@ def keep_below_skull(
     ``skull_mm`` (RAS S of the head's lowest slice,
     :func:`medrecon.pipeline.skull.skull_base_height`): no organ of the trunk lies in
     the head. ``skull_mm`` None imposes nothing. Modifies and returns ``labels``."""
-    if skull_mm is None:
-        return labels
-    boxes = label_boxes(labels) if boxes is None else boxes
-    return _remove_where(
-        labels, affine, values, boxes, SUPERIOR,
-        lambda s: s > skull_mm,
-        lambda s: f"centred {s - skull_mm:.0f} mm above the head's lowest slice",
-    )  # fmt: skip
+    return _keep_centred_below(labels, affine, values, skull_mm, boxes, "the head's lowest slice")
 
 
 def keep_inside_body(

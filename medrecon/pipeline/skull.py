@@ -20,7 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from medrecon.pipeline.body import AIR_HU, IN_PLANE, SUPERIOR, air_outside_body, sample_axial
+from medrecon.pipeline.body import (
+    AIR_HU,
+    IN_PLANE,
+    SUPERIOR,
+    air_outside_body,
+    as_3d,
+    sample_axial,
+    sampled_heights,
+)
 
 __all__ = ["BONE_HU", "HeadExtent", "head_extent", "skull_base_height"]
 
@@ -54,12 +62,7 @@ class HeadExtent:
 def _head_rows(image: np.ndarray, affine: np.ndarray):
     """Per sampled axial slice (index 0 the lowest): is it a head slice, is there body in
     it; the sampling step along the body (mm) and each slice's RAS S (mm)."""
-    image = np.asarray(image)
-    if image.ndim == 4 and image.shape[3] == 1:
-        image = image[..., 0]
-    affine = np.asarray(affine, dtype=float)
-    if image.ndim != 3:
-        raise ValueError(f"the skull search needs a 3D image, got shape {image.shape}")
+    image, affine = as_3d(image, affine, "the skull search")
     sample, order, spacing, step = sample_axial(image, affine, _SAMPLE_MM)
     body = ~air_outside_body(sample <= AIR_HU)
     bone = sample >= BONE_HU
@@ -76,12 +79,7 @@ def _head_rows(image: np.ndarray, affine: np.ndarray):
         fat = np.count_nonzero((inside > FAT_HU[0]) & (inside < FAT_HU[1])) / inside.size
         head[k] = lo <= float(np.median(inside)) <= hi and fat <= MAX_FAT
     axis = order[2]
-    # RAS S of each sampled slice's centre.
-    centre = (np.asarray(image.shape, dtype=float) - 1.0) / 2.0
-    heights = np.empty(head.size)
-    for k in range(head.size):
-        centre[axis] = k * step[2]
-        heights[k] = affine[SUPERIOR, :3] @ centre + affine[SUPERIOR, 3]
+    heights = sampled_heights(image.shape, affine, axis, step[2], head.size)
     if affine[SUPERIOR, axis] < 0:  # index 0 the lowest slice from here on
         head, has_body, heights = head[::-1], has_body[::-1], heights[::-1]
     return head, has_body, float(spacing[2] * step[2]), heights
