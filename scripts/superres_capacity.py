@@ -50,14 +50,7 @@ def train_fair(arch: dict, steps: int, patch: int = 48, rounds: int = 12):
     vols = train_superres.sources(SHARED.resolve())
     net = build_network(**arch)
     for r in range(rounds):
-        parts = [train_superres.pairs_for(v, rng, 256, patch) for _, v in vols]
-        side = min(p.inputs.shape[-1] for p in parts)
-        pairs = TrainingPairs(
-            np.concatenate([p.inputs[..., :side, :side] for p in parts]),
-            np.concatenate([p.targets[..., :side, :side] for p in parts]),
-            (0.0, 1.0),
-            (0, 1),
-        )
+        pairs = train_superres.round_pairs(vols, rng, patch)
         lr = 1e-3 if r < rounds * 2 // 3 else 3e-4
         report = fine_tune(net, pairs, steps=steps // rounds, lr=lr, seed=r)
     return net, report.final_mse

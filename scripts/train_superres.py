@@ -56,6 +56,18 @@ def pairs_for(volume: Volume, rng: np.random.Generator, n: int, patch: int) -> T
     )
 
 
+def round_pairs(vols: list[tuple[str, Volume]], rng: np.random.Generator, patch: int):
+    """One round's pairs: 256 from each volume, cropped to their common square side."""
+    parts = [pairs_for(v, rng, 256, patch) for _, v in vols]
+    side = min(p.inputs.shape[-1] for p in parts)
+    return TrainingPairs(
+        np.concatenate([p.inputs[..., :side, :side] for p in parts]),
+        np.concatenate([p.targets[..., :side, :side] for p in parts]),
+        (0.0, 1.0),
+        (0, 1),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=Path(__file__).parents[1] / "../shared/data")
@@ -85,14 +97,7 @@ def main() -> None:
     steps_per_round = max(1, args.steps // args.rounds)
     losses = []
     for r in range(args.rounds):
-        parts = [pairs_for(v, rng, 256, args.patch) for _, v in vols]
-        side = min(p.inputs.shape[-1] for p in parts)
-        pairs = TrainingPairs(
-            np.concatenate([p.inputs[..., :side, :side] for p in parts]),
-            np.concatenate([p.targets[..., :side, :side] for p in parts]),
-            (0.0, 1.0),
-            (0, 1),
-        )
+        pairs = round_pairs(vols, rng, args.patch)
         lr = 1e-3 if r < args.rounds * 2 // 3 else 3e-4
         rep = fine_tune(net, pairs, steps=steps_per_round, lr=lr, seed=args.seed + r)
         losses.append(rep.final_mse)
